@@ -1,0 +1,3 @@
+from pwfilter.cli import main
+
+main()
