@@ -1,0 +1,126 @@
+"""Where results go, and writing them so that nothing is ever lost.
+
+Rules (see the README, "Output rules"):
+
+- default: beside the input, ``<stem>.<command><suffix>``;
+- ``-o FILE`` for one input, ``-o DIR/`` (or an existing directory) for many —
+  the input's own file name inside DIR; ``-o -`` for standard output;
+- an existing file is replaced only with ``--overwrite``; an input is never
+  replaced, whatever the path spelling (symlinks, ``./``, hard links);
+- writes are atomic: a temporary file in the target folder, renamed into place
+  at the end, removed on any failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+
+from pwfilter.errors import PwfilterError
+
+STDOUT = "-"
+
+
+def is_dir_target(output: str) -> bool:
+    return output.endswith(("/", os.sep)) or os.path.isdir(output)
+
+
+def plan_output(input_name: str, command: str, output: str | None, suffix: str | None,
+                many: bool) -> str:
+    """The output path for one input (``"-"`` for standard output).
+
+    ``suffix`` replaces the input's suffix when the user asks for another
+    format (``--format``); standard input without ``-o`` goes to standard output.
+    """
+    if output == STDOUT or (output is None and input_name == "-"):
+        return STDOUT
+    if output is not None and not is_dir_target(output):
+        if many:
+            raise PwfilterError(f"-o {output}: one output file for several inputs "
+                                "(use -o DIR/ to write them into a folder)")
+        return output
+    if input_name == "-":
+        base, old_suffix = "stdin", ""
+    else:
+        base, old_suffix = os.path.splitext(os.path.basename(input_name))
+    new_suffix = suffix or old_suffix
+    if output is None:
+        return os.path.join(os.path.dirname(input_name), f"{base}.{command}{new_suffix}")
+    return os.path.join(output, base + new_suffix)
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_target(target: str, inputs: Sequence[str], overwrite: bool) -> None:
+    """Refuse to write over an input, or over an existing file without ``overwrite``."""
+    if target == STDOUT:
+        return
+    for src in inputs:
+        if src != "-" and _same_file(src, target):
+            raise PwfilterError(f"{target}: refusing to write over an input file")
+    if os.path.isdir(target):
+        raise PwfilterError(f"{target}: is a directory")
+    if os.path.lexists(target) and not overwrite:
+        raise PwfilterError(f"{target}: exists (use --overwrite to replace it)")
+    folder = os.path.dirname(target) or "."
+    if not os.path.isdir(folder):
+        raise PwfilterError(f"{target}: folder {folder} does not exist")
+
+
+@contextlib.contextmanager
+def atomic_path(target: str, overwrite: bool) -> Iterator[str]:
+    """Yield a temporary path beside ``target``; publish it there only on success.
+
+    On any exception, KeyboardInterrupt included, the temporary file is
+    removed and ``target`` is left as it was. Without ``overwrite`` the file
+    is published with a hard link, which fails if ``target`` appeared
+    meanwhile (no race with another writer).
+    """
+    folder = os.path.dirname(target) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part",
+                                   dir=folder)
+    except OSError as exc:
+        raise PwfilterError(f"{target}: cannot write ({exc.strerror})") from None
+    os.close(fd)
+    try:
+        yield tmp
+        _publish(tmp, target, overwrite)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _publish(tmp: str, target: str, overwrite: bool) -> None:
+    mode = 0o666 & ~_umask()
+    os.chmod(tmp, mode)
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise PwfilterError(f"{target}: exists (use --overwrite to replace it)") from None
+    except OSError:
+        # File systems without hard links: check, then rename.
+        if os.path.lexists(target):
+            raise PwfilterError(f"{target}: exists (use --overwrite to replace it)") from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
