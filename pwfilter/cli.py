@@ -1,0 +1,513 @@
+"""The command line: parse, dispatch, report. No math and no file formats here.
+
+Heavy modules (NumPy, SciPy, Pillow, codecs) are imported inside the
+commands, so ``pwfilter --help`` and ``--version`` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import click
+
+from pwfilter import __version__
+from pwfilter.errors import PwfilterError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@dataclass
+class Common:
+    """The ``[common]`` options every processing command takes."""
+
+    output: str | None = None
+    format: str | None = None
+    overwrite: bool = False
+    json: bool = False
+    jobs: int | None = None
+    debug: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    quality: int = 92
+    compression: int | None = None
+    max_pixels: int | None = None
+    max_memory: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def limits(self):
+        from pwfilter.limits import DEFAULT_MAX_PIXELS, Limits, parse_size
+
+        return Limits(max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS,
+                      max_memory=parse_size(self.max_memory) if self.max_memory else 0)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(f"pwfilter: {message}", err=True)
+
+    def detail(self, message: str) -> None:
+        if self.verbose and not self.quiet:
+            click.echo(f"pwfilter: {message}", err=True)
+
+
+def common_options(fn):
+    """Add the ``[common]`` options; the command receives them as one ``Common``."""
+    options = [
+        click.option("-o", "--output", metavar="PATH",
+                     help="Output file, DIR/ for many inputs, or - for stdout."),
+        click.option("--format", "fmt", metavar="EXT",
+                     help="Output format by extension (png, jpg, tif, wav, flac, npy...)."),
+        click.option("--overwrite", is_flag=True, help="Replace existing output files."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print one JSON object per processed file on stdout."),
+        click.option("--jobs", type=click.IntRange(1), metavar="N",
+                     help="Threads for the computation (default: all cores)."),
+        click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
+        click.option("-q", "--quiet", is_flag=True, help="No notes on stderr (errors only)."),
+        click.option("-v", "--verbose", is_flag=True, help="Explain choices (method, costs)."),
+        click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True,
+                     help="JPEG/WebP quality."),
+        click.option("--compression", type=click.IntRange(0, 9), metavar="N",
+                     help="PNG/TIFF/FLAC compression level (default: fast PNG settings)."),
+        click.option("--max-pixels", type=click.IntRange(1), metavar="N",
+                     help="Refuse images with more pixels (default 250,000,000)."),
+        click.option("--max-memory", metavar="SIZE",
+                     help="Refuse work needing more memory, e.g. 8G (default: 75% of RAM)."),
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(*args, output, fmt, overwrite, as_json, jobs, debug, quiet, verbose, quality,
+                compression, max_pixels, max_memory, **kwargs):
+        common = Common(output, fmt, overwrite, as_json, jobs, debug, quiet, verbose, quality,
+                        compression, max_pixels, max_memory)
+        return fn(*args, common=common, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def filter_options(fn):
+    """Add the ``[filter]`` options, passed on as one ``FilterOptions``."""
+    options = [
+        click.option("--method", type=click.Choice(["auto", "direct", "fft", "oa", "separable"]),
+                     default="auto", show_default=True,
+                     help="Evaluation method; auto picks the fastest by a cost model."),
+        click.option("--mode", type=click.Choice(["same", "full", "valid"]),
+                     help="Output size (default: same for images, full for audio)."),
+        click.option("--boundary",
+                     type=click.Choice(["reflect", "mirror", "nearest", "wrap", "zero"]),
+                     help="Edge rule (default: reflect for images, zero for audio)."),
+        click.option("--scale", type=float, default=1.0, show_default=True,
+                     help="Multiply the filtered result."),
+        click.option("--bias", type=float, default=0.0, show_default=True,
+                     help="Add to the filtered result (normalized units)."),
+        click.option("--dry", type=float, default=0.0, show_default=True,
+                     help="Amount of the unfiltered input mixed in."),
+        click.option("--wet", type=float, default=1.0, show_default=True,
+                     help="Amount of the filtered result."),
+        click.option("--normalize", is_flag=True,
+                     help="Scale the result to the format's peak (1/max|y|)."),
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(*args, method, mode, boundary, scale, bias, dry, wet, normalize, **kwargs):
+        from pwfilter.ops import FilterOptions
+
+        for name, value in (("--scale", scale), ("--bias", bias), ("--dry", dry), ("--wet", wet)):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise click.BadParameter(f"{value} is not finite", param_hint=name)
+        opts = FilterOptions(mode=mode, boundary=boundary, method=method, scale=scale, bias=bias,
+                             dry=dry, wet=wet, normalize=normalize)
+        return fn(*args, fopts=opts, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+# ----------------------------------------------------------------- running
+
+
+def run_each(common: Common, inputs: tuple[str, ...], command: str, process) -> int:
+    """Load, process and save every input; report; return the exit status.
+
+    ``process(media) -> (media, facts)`` does the work; ``facts`` (method,
+    plan) are shown with ``-v`` and ``--json``. Every input is attempted;
+    failures are reported one line each and summarised.
+    """
+    from pwfilter import media as m
+    from pwfilter.output import STDOUT, atomic_path, check_target, plan_output
+
+    if not inputs:
+        raise click.UsageError("no INPUT given")
+    if inputs.count("-") > 1:
+        raise click.UsageError("standard input (-) can be read only once")
+    if common.output and common.output != STDOUT and len(inputs) > 1 and \
+            not (common.output.endswith(("/", os.sep)) or os.path.isdir(common.output)):
+        raise click.UsageError(f"-o {common.output}: one output file for {len(inputs)} inputs "
+                               "(end it with / to write into a folder)")
+    if common.output == STDOUT and len(inputs) > 1:
+        raise click.UsageError("-o - writes one result; give one INPUT")
+    if common.output and common.output.endswith(("/", os.sep)):
+        try:
+            os.makedirs(common.output, exist_ok=True)
+        except OSError as exc:
+            raise PwfilterError(f"-o {common.output}: cannot create the folder ({exc.strerror})")
+    suffix = None
+    if common.format:
+        suffix = "." + common.format.lower().lstrip(".")
+    options = m.SaveOptions(quality=common.quality, compression=common.compression)
+    failed: list[str] = []
+    for name in inputs:
+        start = time.perf_counter()
+        try:
+            target = plan_output(name, command, common.output, suffix, len(inputs) > 1)
+            check_target(target, inputs, common.overwrite)
+            media = m.load_media(name, limits=common.limits)
+            result, facts = process(media)
+            fmt = _output_format(target, suffix, result, m)
+            if target == STDOUT:
+                buf = io.BytesIO()
+                clipped = m.write_media(result, buf, fmt, options)
+                sys.stdout.buffer.write(buf.getvalue())
+                sys.stdout.buffer.flush()
+            else:
+                with atomic_path(target, common.overwrite) as tmp:
+                    clipped = m.write_media(result, tmp, fmt, options)
+            report(common, name, target, result, facts, clipped, time.perf_counter() - start)
+        except PwfilterError as exc:
+            failed.append(name)
+            click.echo(f"pwfilter: error: {exc}", err=True)
+    if failed and len(inputs) > 1:
+        click.echo(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
+                   + ", ".join(failed), err=True)
+    return 1 if failed else 0
+
+
+def _output_format(target, suffix, result, m) -> str:
+    if suffix:
+        return m.format_for_suffix(suffix, result.kind)
+    if target == "-":
+        return result.format
+    return m.format_for_path(target, result.kind, result.format)
+
+
+def report(common: Common, name, target, result, facts: dict, clipped: int, seconds: float):
+    if clipped:
+        what = "pixel values" if result.kind == "image" else "samples"
+        common.note(f"{name}: {clipped:,} {what} clipped to the output format's range "
+                    "(use --normalize to scale to the peak instead)")
+    plan = facts.get("plan")
+    if plan is not None:
+        common.detail(f"{name}: {plan.describe()}")
+    for line in facts.get("notes", ()):
+        common.detail(f"{name}: {line}")
+    if common.json:
+        obj = {"input": name, "output": target, "shape": list(result.data.shape),
+               "method": plan.method if plan is not None else facts.get("method"),
+               "seconds": round(seconds, 4), "clipped": clipped}
+        if plan is not None:
+            obj["predicted"] = {k: round(v, 6) for k, v in plan.costs.items()}
+        click.echo(json.dumps(obj))
+    elif target != "-":
+        common.detail(f"{name} -> {target} ({seconds:.3f} s)")
+
+
+# ----------------------------------------------------------------- commands
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="pwfilter")
+def cli():
+    """Convolve, blur and remix the channels of images and audio.
+
+    Images (PNG, JPEG, TIFF, BMP, WebP; 8/16-bit L, LA, RGB, RGBA), audio
+    (WAV, FLAC, OGG, AIFF, ... any channel count) and .npy arrays. Results are
+    written beside each input as STEM.COMMAND.EXT unless -o says otherwise;
+    nothing is overwritten without --overwrite.
+    """
+
+
+def _kernel_loader(common: Common):
+    from pwfilter.media import load_media
+
+    return lambda path: load_media(path, limits=common.limits)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("kernel", metavar="KERNEL")
+@click.option("--correlate", is_flag=True, help="Apply the kernel unflipped (as OpenCV filter2D).")
+@click.option("--normalize-kernel", type=click.Choice(["sum", "l1", "energy", "peak"]),
+              is_flag=False, flag_value="sum", default=None,
+              help="Divide the kernel by its sum (default), L1 norm, energy or peak.")
+@click.option("--resample-ir", is_flag=True,
+              help="Resample an impulse response to the input's rate.")
+@filter_options
+@common_options
+def convolve(inputs, kernel, correlate, normalize_kernel, resample_ir, fopts, common):
+    """Convolve each INPUT with KERNEL.
+
+    KERNEL: a .npy/.txt/.csv file, inline rows ("1 2 1; 2 4 2; 1 2 1"), an
+    audio impulse response, or a name: gaussian:S, box:N, identity, sharpen,
+    laplacian, sobel-x, sobel-y, emboss; for audio lowpass:HZ[:TAPS],
+    highpass:HZ[:TAPS], bandpass:LO:HI[:TAPS].
+    """
+    from dataclasses import replace
+
+    from pwfilter import ops, specs
+
+    fopts = replace(fopts, correlate=correlate, workers=common.jobs)
+
+    def process(media):
+        ks = specs.load_kernel(kernel, kind=media.kind, channels=media.channels, rate=media.rate,
+                               resample_ir=resample_ir, load_audio=_kernel_loader(common))
+        k = ks.array
+        _check_kernel_memory(common, media, k)
+        if normalize_kernel:
+            nd = media.data.ndim - 1
+            k = specs.normalize_kernel(k, normalize_kernel, per_channel=k.ndim > nd)
+        y, plan = ops.filter_array(media.data, k, kind=media.kind, has_alpha=media.has_alpha,
+                                   opts=fopts, default_mode=ks.default_mode)
+        return media.replace(data=y), {"plan": plan}
+
+    return run_each(common, inputs, "convolve", process)
+
+
+def _check_kernel_memory(common: Common, media, kernel) -> None:
+    import numpy as np
+
+    from pwfilter import engine
+
+    g = engine.geometry(media.data.shape, kernel.shape, "full",
+                        np.dtype(media.data.dtype).itemsize)
+    common.limits.check_memory(min(engine.fft_memory(g), kernel.nbytes * media.channels * 4)
+                               + media.data.nbytes * 3, f"{media.name} with this kernel")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--kind", type=click.Choice(["gaussian", "box"]), default="gaussian",
+              show_default=True)
+@click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True, help="Gaussian standard deviation (pixels or samples).")
+@click.option("--radius", type=click.IntRange(0), default=1, show_default=True,
+              help="Box radius: 2R+1 taps per axis.")
+@filter_options
+@common_options
+def blur(inputs, kind, sigma, radius, fopts, common):
+    """Blur each INPUT (Gaussian or box, separable, any size at the same cost)."""
+    from dataclasses import replace
+
+    from pwfilter import ops
+
+    fopts = replace(fopts, workers=common.jobs)
+
+    def process(media):
+        nd = media.data.ndim - 1
+        k = ops.blur_kernel(kind, nd, sigma=sigma, radius=radius)
+        y, plan = ops.filter_array(media.data, k, kind=media.kind, has_alpha=media.has_alpha,
+                                   opts=fopts, default_mode="same")
+        return media.replace(data=y), {"plan": plan}
+
+    return run_each(common, inputs, "blur", process)
+
+
+def _remix_for(media, matrix, bias, groups, shuffle, dry, wet):
+    from pwfilter import ops, specs
+
+    spec = specs.load_matrix(matrix, kind=media.kind, channels=media.channels)
+    b = None
+    if bias is not None:
+        rows = ops.effective_matrix(spec, spec.matrix.shape[-1] * max(groups, 1), groups)
+        b = specs.parse_bias(bias, rows.shape[0])
+    return ops.resolve_remix(spec, channels=media.channels, kind=media.kind,
+                             has_alpha=media.has_alpha, groups=groups, shuffle=shuffle, bias=b,
+                             dry=dry, wet=wet)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--matrix", "matrix", required=True, metavar="SPEC",
+              help="Rows (\"0.299 0.587 0.114\"), .npy/.txt file, or preset: gray, sepia, bgr, "
+                   "invert (images); mono, stereo, swap, mid-side, side-mid (audio).")
+@click.option("--bias", metavar="SPEC", help="Added per output channel: one value or one each.")
+@click.option("--groups", type=click.IntRange(1), default=1, show_default=True,
+              help="Grouped remix: each group of channels mixed on its own.")
+@click.option("--shuffle", type=click.IntRange(1), default=None, metavar="G",
+              help="Channel shuffle of the outputs over G groups.")
+@click.option("--dry", type=float, default=0.0, show_default=True)
+@click.option("--wet", type=float, default=1.0, show_default=True)
+@click.option("--normalize", is_flag=True, help="Scale the result to the format's peak.")
+@common_options
+def remix(inputs, matrix, bias, groups, shuffle, dry, wet, normalize, common):
+    """Remix the channels of each INPUT by a matrix (a 1x1 pointwise convolution)."""
+    from pwfilter import ops
+
+    def process(media):
+        r = _remix_for(media, matrix, bias, groups, shuffle or 0, dry, wet)
+        y = ops.remix_array(media.data, r)
+        if normalize:
+            y = ops.normalize_peak(y, r.keep_alpha)
+        return media.replace(data=y), {"method": "pointwise"}
+
+    return run_each(common, inputs, "remix", process)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--depthwise", "depthwise", required=True, metavar="KERNEL",
+              help="Per-channel kernel (as for convolve).")
+@click.option("--pointwise", "pointwise", required=True, metavar="SPEC",
+              help="Channel matrix (as remix --matrix).")
+@click.option("--groups", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--shuffle", type=click.IntRange(1), default=None, metavar="G")
+@filter_options
+@common_options
+def dsconv(inputs, depthwise, pointwise, groups, shuffle, fopts, common):
+    """Depthwise separable convolution: a depthwise kernel, then a pointwise matrix."""
+    from dataclasses import replace
+
+    from pwfilter import ops, specs
+
+    fopts = replace(fopts, workers=common.jobs)
+
+    def process(media):
+        ks = specs.load_kernel(depthwise, kind=media.kind, channels=media.channels,
+                               rate=media.rate, load_audio=_kernel_loader(common))
+        _check_kernel_memory(common, media, ks.array)
+        r = _remix_for(media, pointwise, None, groups, shuffle or 0, 0.0, 1.0)
+        y, plan = ops.dsconv_array(media.data, ks.array, r, kind=media.kind,
+                                   has_alpha=media.has_alpha,
+                                   opts=replace(fopts, mode=fopts.mode or ks.default_mode))
+        return media.replace(data=y), {"plan": plan}
+
+    return run_each(common, inputs, "dsconv", process)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def info(inputs, as_json, debug):
+    """Describe each INPUT: size or rate, channels, depth or subtype, duration."""
+    from pwfilter.media import describe_file
+
+    failed = 0
+    for name in inputs:
+        try:
+            d = describe_file(name)
+        except PwfilterError as exc:
+            failed += 1
+            click.echo(f"pwfilter: error: {exc}", err=True)
+            continue
+        if as_json:
+            click.echo(json.dumps(d))
+        elif d["kind"] == "image":
+            click.echo(f"{d['input']}: image {d['format']} {d['width']}x{d['height']} "
+                       f"{d['mode']} {d['bits']}-bit, {d['channels']} channel(s)")
+        else:
+            dur = f", {d['duration']:.3f} s" if d.get("duration") is not None else ""
+            rate = f" {d['rate']} Hz" if d.get("rate") else ""
+            click.echo(f"{d['input']}: {d['kind']} {d['format']}{rate} {d['subtype']}, "
+                       f"{d['channels']} channel(s), {d['frames']:,} frames{dur}")
+    return 1 if failed else 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--rate", type=click.IntRange(1), help="Sample rate for FIR designs (Hz).")
+@click.option("--audio", "one_d", is_flag=True, help="The 1-D (audio) form of gaussian/box.")
+@click.option("-o", "--output", required=True, metavar="FILE", help="The .npy file to write.")
+@click.option("--overwrite", is_flag=True)
+@click.option("--debug", is_flag=True)
+def kernel(name, rate, one_d, output, overwrite, debug):
+    """Write the named kernel NAME as .npy and print its shape, sum and rank."""
+    import numpy as np
+
+    from pwfilter import engine, specs
+    from pwfilter.output import atomic_path, check_target
+
+    fir = name.split(":")[0].lower() in ("lowpass", "highpass", "bandpass")
+    ks = specs.named_kernel(name, 1 if (one_d or fir) else 2, rate or 0)
+    if ks is None:
+        raise PwfilterError(f"unknown kernel {name!r} (one of: {', '.join(specs.KERNEL_NAMES)})")
+    check_target(output, (), overwrite)
+    with atomic_path(output, overwrite) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, ks.array)
+    rank = engine.kernel_rank(ks.array, ks.array.ndim)[0] if ks.array.ndim == 2 else 1
+    click.echo(f"{output}: {ks.name} shape {ks.array.shape}, sum {ks.array.sum():.6g}, "
+               f"rank {rank}")
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--cin", type=click.IntRange(1), required=True, help="Input channels.")
+@click.option("--cout", type=click.IntRange(1), required=True, help="Output channels.")
+@click.option("-k", "ksize", type=click.IntRange(1), required=True, help="Kernel size k (k x k).")
+@click.option("--groups", type=click.IntRange(1), default=1, show_default=True,
+              help="Groups of the pointwise part.")
+@click.option("--height", type=click.IntRange(1), help="Image height (per-image totals).")
+@click.option("--width", type=click.IntRange(1), help="Image width (per-image totals).")
+@click.option("--json", "as_json", is_flag=True)
+def cost(cin, cout, ksize, groups, height, width, as_json):
+    """MACs and weights of a k x k convolution vs its depthwise separable form."""
+    from pwfilter.cost import conv_cost, format_cost
+
+    if (height is None) != (width is None):
+        raise click.UsageError("--height and --width go together")
+    c = conv_cost(cin, cout, ksize, groups=groups, height=height, width=width)
+    click.echo(json.dumps(c) if as_json else format_cost(c))
+    return 0
+
+
+# ----------------------------------------------------------------- entry point
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI with pwfilter's error boundary (exit 1 errors, 2 usage, 130 Ctrl-C)."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        status = cli.main(args=args, prog_name="pwfilter", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("pwfilter: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("pwfilter: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except PwfilterError as exc:
+        if debug:
+            raise
+        click.echo(f"pwfilter: error: {exc}", err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    except MemoryError:
+        click.echo("pwfilter: error: out of memory (lower the work or --max-memory)", err=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the boundary: no traceback unless --debug
+        if debug:
+            raise
+        click.echo(f"pwfilter: error: internal error: {type(exc).__name__}: {exc} "
+                   "(run with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

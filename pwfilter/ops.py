@@ -1,0 +1,291 @@
+"""The operations behind the commands, on arrays: filter, blur, remix, dsconv.
+
+Pure: arrays in, arrays out. They add to the engine what a user of image and
+audio tools expects: premultiplied alpha, scale/bias, dry/wet mixing,
+peak normalisation, and the 1x1 (pointwise) remix with groups and shuffle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pwfilter import engine
+from pwfilter.errors import PwfilterError
+from pwfilter.specs import MatrixSpec
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """The ``[filter]`` options. ``mode``/``boundary`` None means the medium's default."""
+
+    mode: str | None = None
+    boundary: str | None = None
+    method: str = "auto"
+    scale: float = 1.0
+    bias: float = 0.0
+    dry: float = 0.0
+    wet: float = 1.0
+    normalize: bool = False
+    correlate: bool = False
+    workers: int | None = None
+
+    def resolved(self, kind: str, default_mode: str | None = None) -> tuple[str, str]:
+        """Mode and boundary: images same/reflect; audio full/zero; full always zero."""
+        mode = self.mode or default_mode or ("same" if kind == "image" else "full")
+        if self.boundary:
+            boundary = self.boundary
+        else:
+            boundary = "reflect" if kind == "image" and mode != "full" else "zero"
+        return mode, boundary
+
+
+def split_alpha(x: np.ndarray, kind: str, has_alpha: bool):
+    if kind == "image" and has_alpha:
+        return x[..., :-1], x[..., -1:]
+    return x, None
+
+
+def filter_array(x: np.ndarray, kernel: np.ndarray, *, kind: str, has_alpha: bool = False,
+                 opts: FilterOptions = FilterOptions(), default_mode: str | None = None
+                 ) -> tuple[np.ndarray, engine.Plan]:
+    """Convolve with everything a user sees: alpha, scale, bias, dry/wet, normalize.
+
+    Images with alpha and a shared kernel are filtered premultiplied (colour
+    times alpha and alpha filtered alike, colour divided back), so transparent
+    pixels do not darken their neighbours. Scale, bias, dry/wet and normalize
+    act on colour; alpha is the filtered alpha.
+    """
+    mode, boundary = opts.resolved(kind, default_mode)
+    x32, k = engine.prepare(x, kernel, correlate=opts.correlate)
+    original = x32
+    premultiply = has_alpha and kind == "image" and k.ndim == x.ndim - 1
+    if premultiply:
+        color, alpha = x32[..., :-1], x32[..., -1:]
+        x32 = np.concatenate([color * alpha, alpha], axis=-1)
+    p = engine.plan(x32, k, mode=mode, method=opts.method)
+    y = engine.convolve(x32, k, mode=mode, boundary=boundary, workers=opts.workers, chosen=p)
+    if premultiply:
+        a = y[..., -1:]
+        safe = np.where(np.abs(a) > 1e-7, a, 1)
+        color = np.where(np.abs(a) > 1e-7, y[..., :-1] / safe, 0)
+        y = np.concatenate([color, a], axis=-1).astype(x32.dtype, copy=False)
+    color, alpha = split_alpha(y, kind, has_alpha)
+    dry = None
+    if opts.dry:
+        dry = _aligned_input(split_alpha(original, kind, has_alpha)[0], kernel_size(k, x), mode,
+                             color.shape)
+    color = _finish(color, dry, opts)
+    y = color if alpha is None else np.concatenate([color, alpha], axis=-1)
+    return y, p
+
+
+def kernel_size(k: np.ndarray, x: np.ndarray) -> tuple[int, ...]:
+    return k.shape[-(x.ndim - 1):]
+
+
+def _aligned_input(x: np.ndarray, ksize, mode: str, out_shape) -> np.ndarray | None:
+    """The input placed on the output's positions, for dry/wet mixing.
+
+    ``same``: the input itself; ``full``: the input zero-padded at the end
+    (an impulse response starting at t = 0 keeps dry and wet in time);
+    ``valid``: the input under the kernel's centre.
+    """
+    if mode == "same":
+        return x
+    if mode == "full":
+        out = np.zeros(out_shape, dtype=x.dtype)
+        out[tuple(slice(0, n) for n in x.shape)] = x
+        return out
+    sl = tuple(slice(m // 2, m // 2 + n) for m, n in zip(ksize, out_shape[:-1]))
+    return x[sl]
+
+
+def _finish(y: np.ndarray, x_aligned: np.ndarray | None, opts: FilterOptions) -> np.ndarray:
+    """out = dry·x + wet·(scale·y + bias), then optional peak normalisation."""
+    if opts.scale != 1.0:
+        y *= y.dtype.type(opts.scale)
+    if opts.bias:
+        y += y.dtype.type(opts.bias)
+    if opts.wet != 1.0:
+        y *= y.dtype.type(opts.wet)
+    if opts.dry and x_aligned is not None:
+        y += y.dtype.type(opts.dry) * x_aligned
+    if opts.normalize:
+        peak = float(np.max(np.abs(y))) if y.size else 0.0
+        if peak > 0:
+            y *= y.dtype.type(1.0 / peak)
+    return y
+
+
+def blur_kernel(kind: str, ndim: int, sigma: float = 2.0, radius: int = 1) -> np.ndarray:
+    """``gaussian`` (sigma) or ``box`` (2·radius + 1 taps) for ``ndim`` axes, separable."""
+    from pwfilter.specs import box_1d, gaussian_1d
+
+    if kind == "gaussian":
+        v = gaussian_1d(sigma)
+    elif kind == "box":
+        if radius < 0:
+            raise PwfilterError(f"box radius must be 0 or more, got {radius}")
+        v = box_1d(2 * radius + 1)
+    else:
+        raise PwfilterError(f"unknown blur kind {kind!r} (gaussian or box)")
+    return v if ndim == 1 else np.outer(v, v)
+
+
+# ----------------------------------------------------------------- remix
+
+
+def shuffle_order(channels: int, groups: int) -> np.ndarray:
+    """ShuffleNet's channel shuffle: view as (G, C/G), transpose, flatten."""
+    if groups < 1 or channels % groups:
+        raise PwfilterError(f"--shuffle {groups}: {channels} channels do not split into "
+                            f"{groups} equal groups")
+    return np.arange(channels).reshape(groups, channels // groups).T.ravel()
+
+
+def effective_matrix(spec: MatrixSpec, c_in: int, groups: int = 1) -> np.ndarray:
+    """The full (C_out, C_in) matrix, expanding grouped forms to block-diagonal.
+
+    With ``groups`` G: a 2-D matrix of shape (C_out/G, C_in/G) is shared by
+    every group; a 3-D one (G, C_out/G, C_in/G) gives each group its block.
+    """
+    m = spec.matrix
+    if groups < 1:
+        raise PwfilterError(f"--groups must be at least 1, got {groups}")
+    if m.ndim == 3 and groups == 1:
+        groups = m.shape[0]
+    if groups == 1:
+        if m.shape[1] != c_in:
+            raise PwfilterError(f"matrix of shape {m.shape} has {m.shape[1]} columns but the "
+                                f"input has {c_in} channels")
+        return m
+    if c_in % groups:
+        raise PwfilterError(f"--groups {groups}: {c_in} input channels do not split into "
+                            f"{groups} equal groups")
+    blocks = m if m.ndim == 3 else np.broadcast_to(m, (groups, *m.shape))
+    if blocks.shape[0] != groups:
+        raise PwfilterError(f"{blocks.shape[0]} matrix blocks for {groups} groups")
+    if blocks.shape[2] != c_in // groups:
+        raise PwfilterError(f"matrix blocks of shape {blocks.shape[1:]} have {blocks.shape[2]} "
+                            f"columns but each of the {groups} groups has {c_in // groups} "
+                            f"of the input's {c_in} channels")
+    rows, cols = blocks.shape[1:]
+    full = np.zeros((groups * rows, groups * cols))
+    for g in range(groups):
+        full[g * rows:(g + 1) * rows, g * cols:(g + 1) * cols] = blocks[g]
+    return full
+
+
+@dataclass(frozen=True)
+class Remix:
+    """A resolved pointwise remix: ``y = matrix · x + bias`` over channels (C_out, C_in)."""
+
+    matrix: np.ndarray
+    bias: np.ndarray | None
+    keep_alpha: bool  # the input's last channel (alpha) passes through
+
+    @property
+    def c_out(self) -> int:
+        return self.matrix.shape[0] + (1 if self.keep_alpha else 0)
+
+
+def resolve_remix(spec: MatrixSpec, *, channels: int, kind: str, has_alpha: bool,
+                  groups: int = 1, shuffle: int = 0, bias: np.ndarray | None = None,
+                  dry: float = 0.0, wet: float = 1.0) -> Remix:
+    """Fold groups, shuffle, bias and dry/wet into one (C_out, C_in) matrix and bias.
+
+    Alpha passes through when the matrix has one column fewer than the
+    image's channels; a matrix with a column for alpha mixes it like any channel.
+    """
+    c_in = channels
+    keep_alpha = False
+    cols = spec.matrix.shape[-1] * (groups if spec.matrix.ndim == 2 and groups > 1 else
+                                    (spec.matrix.shape[0] if spec.matrix.ndim == 3 else 1))
+    if kind == "image" and has_alpha and cols == channels - 1:
+        c_in, keep_alpha = channels - 1, True
+    elif cols != channels:
+        raise PwfilterError(f"matrix of shape {spec.matrix.shape} takes {cols} input channels "
+                            f"but the input has {channels}"
+                            + (f" ({channels - 1} without alpha)" if has_alpha else ""))
+    m = effective_matrix(spec, c_in, groups)
+    b = bias if bias is not None else spec.bias
+    if b is not None and b.shape[0] != m.shape[0]:
+        raise PwfilterError(f"bias: {b.shape[0]} values for {m.shape[0]} output channels")
+    if dry or wet != 1.0:
+        if m.shape[0] != c_in:
+            raise PwfilterError(f"--dry/--wet need as many output channels as input channels "
+                                f"({m.shape[0]} vs {c_in})")
+        m = wet * m + dry * np.eye(c_in)
+        b = None if b is None else wet * b
+    if shuffle:
+        order = shuffle_order(m.shape[0], shuffle)
+        m = m[order]
+        b = None if b is None else b[order]
+    return Remix(m, b, keep_alpha)
+
+
+def remix_array(x: np.ndarray, r: Remix) -> np.ndarray:
+    """Apply a :class:`Remix` in one pass: ``y[..., o] = Σ_i M[o, i] x[..., i] + b[o]``."""
+    dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+    src = x[..., :-1] if r.keep_alpha else x
+    m = r.matrix.astype(dtype)
+    if _is_selection(r.matrix):
+        # Permutations and channel copies move data, they need no arithmetic.
+        y = src[..., np.argmax(r.matrix, axis=1)].astype(dtype, copy=True)
+    else:
+        y = np.matmul(src, m.T, dtype=dtype)
+    if r.bias is not None:
+        y += r.bias.astype(dtype)
+    if r.keep_alpha:
+        y = np.concatenate([y, x[..., -1:].astype(dtype)], axis=-1)
+    return y
+
+
+def _is_selection(m: np.ndarray) -> bool:
+    return bool(np.all((m == 0) | (m == 1)) and np.all(m.sum(axis=1) == 1))
+
+
+def normalize_peak(y: np.ndarray, keep_alpha: bool) -> np.ndarray:
+    color = y[..., :-1] if keep_alpha else y
+    peak = float(np.max(np.abs(color))) if color.size else 0.0
+    if peak > 0:
+        color *= color.dtype.type(1.0 / peak)
+    return y
+
+
+def dsconv_array(x: np.ndarray, kernel: np.ndarray, r: Remix, *, kind: str,
+                 has_alpha: bool = False, opts: FilterOptions = FilterOptions()
+                 ) -> tuple[np.ndarray, engine.Plan]:
+    """Depthwise separable convolution: depthwise ``kernel``, then the pointwise remix ``r``.
+
+    ``opts.scale``/``opts.bias`` act on the depthwise result; ``--dry/--wet``
+    make the residual form ``dry·x + wet·pointwise(depthwise(x))``. With a
+    shared kernel, no alpha and fewer outputs than inputs the two linear
+    steps are swapped (remix first), so fewer channels are convolved.
+    """
+    inner = FilterOptions(mode=opts.mode, boundary=opts.boundary, method=opts.method,
+                          scale=opts.scale, bias=opts.bias, correlate=opts.correlate,
+                          workers=opts.workers)
+    mode, _ = opts.resolved(kind)
+    shared = kernel.ndim == x.ndim - 1 or kernel.shape[0] == 1
+    if shared and not has_alpha and r.matrix.shape[0] < r.matrix.shape[1] and not opts.bias:
+        mixed = remix_array(x, Remix(r.matrix, None, False))
+        y, p = filter_array(mixed, kernel, kind=kind, opts=inner)
+        if r.bias is not None:
+            y += r.bias.astype(y.dtype)
+    else:
+        y, p = filter_array(x, kernel, kind=kind, has_alpha=has_alpha, opts=inner)
+        y = remix_array(y, r)
+    if opts.dry or opts.wet != 1.0:
+        if y.shape[-1] != x.shape[-1]:
+            raise PwfilterError(f"--dry/--wet need as many output channels as input channels "
+                                f"({y.shape[-1]} vs {x.shape[-1]})")
+        y *= y.dtype.type(opts.wet)
+        if opts.dry:
+            y += y.dtype.type(opts.dry) * _aligned_input(x.astype(y.dtype), kernel_size(kernel, x),
+                                                         mode, y.shape)
+    if opts.normalize:
+        y = normalize_peak(y, r.keep_alpha)
+    return y, p

@@ -1,0 +1,372 @@
+"""Kernel and matrix specifications: parsing, named kernels, presets, FIR designs.
+
+A user names a kernel or a remix matrix with one string: a file (``.npy``,
+``.txt``/``.csv``, an audio impulse response), inline rows (``"1 2 1; 2 4 2;
+1 2 1"``) or a registered name (``gaussian:2``, ``sharpen``, ``mid-side``).
+Each registry below maps a name to a small function; adding a kernel or a
+preset touches one table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pwfilter.errors import PwfilterError
+
+_SEP = re.compile(r"[,\s]+")
+
+
+def parse_rows(text: str, what: str) -> np.ndarray:
+    """Parse rows of numbers: rows split by ``;`` or newlines, numbers by spaces or commas.
+
+    ``#`` starts a comment. Returns a 2-D float64 array; ragged rows,
+    non-numbers, NaN/Inf and empty input are errors.
+    """
+    rows = []
+    for line in text.replace(";", "\n").splitlines():
+        line = line.split("#", 1)[0].strip().strip(",")
+        if not line:
+            continue
+        try:
+            rows.append([float(v) for v in _SEP.split(line) if v])
+        except ValueError:
+            bad = next(v for v in _SEP.split(line) if v and not _is_number(v))
+            raise PwfilterError(f"{what}: {bad!r} is not a number") from None
+    if not rows:
+        raise PwfilterError(f"{what}: no numbers")
+    widths = {len(r) for r in rows}
+    if len(widths) > 1:
+        raise PwfilterError(f"{what}: rows of different lengths {sorted(widths)}")
+    arr = np.array(rows, dtype=np.float64)
+    check_finite(arr, what)
+    return arr
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def check_finite(arr: np.ndarray, what: str) -> None:
+    if not np.isfinite(arr).all():
+        raise PwfilterError(f"{what}: holds NaN or Inf values")
+
+
+def _load_array_file(path: str, what: str) -> np.ndarray:
+    if path.lower().endswith(".npy"):
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - numpy raises many types for bad files
+            raise PwfilterError(f"{what} {path}: not a readable .npy array ({exc})") from None
+        if arr.dtype.kind not in "biuf" or arr.size == 0:
+            raise PwfilterError(f"{what} {path}: needs a non-empty numeric array, "
+                                f"got {arr.dtype} of shape {arr.shape}")
+        arr = arr.astype(np.float64)
+        check_finite(arr, f"{what} {path}")
+        return arr
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PwfilterError(f"{what} {path}: cannot read ({exc})") from None
+    return parse_rows(text, f"{what} {path}")
+
+
+# ----------------------------------------------------------------- kernels
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """A kernel and how it was named.
+
+    ``array`` is float64: ``(M,)``/``(kh, kw)`` for every channel or with a
+    leading channel axis, one per channel. ``default_mode`` is set by FIR
+    designs (``same``: the filtered file keeps its length and timing).
+    """
+
+    array: np.ndarray
+    name: str
+    default_mode: str | None = None
+
+
+def gaussian_1d(sigma: float) -> np.ndarray:
+    """Sampled Gaussian truncated at 4 sigma, summing to 1 (as ``scipy.ndimage.gaussian_filter``)."""
+    if not sigma > 0 or not math.isfinite(sigma):
+        raise PwfilterError(f"gaussian sigma must be positive, got {sigma}")
+    radius = int(4 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 * (x / sigma) ** 2)
+    return phi / phi.sum()
+
+
+def box_1d(n: int) -> np.ndarray:
+    if n < 1:
+        raise PwfilterError(f"box size must be at least 1, got {n}")
+    return np.full(n, 1.0 / n)
+
+
+def _outer(v: np.ndarray) -> np.ndarray:
+    return np.outer(v, v)
+
+
+_LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
+_IDENTITY3 = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=np.float64)
+
+# name -> (function of (args, ndim, rate), takes args?, 1-D allowed?)
+_IMAGE_ONLY: dict[str, np.ndarray] = {
+    "sharpen": _IDENTITY3 - _LAPLACIAN,
+    "laplacian": _LAPLACIAN,
+    # Convolution (flipped) convention: a brightness rising to the right/downwards
+    # gives a positive response.
+    "sobel-x": np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float64),
+    "sobel-y": np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=np.float64),
+    "emboss": np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float64),
+}
+KERNEL_NAMES = ("gaussian:SIGMA", "box:N", "identity", *_IMAGE_ONLY,
+                "lowpass:HZ[:TAPS]", "highpass:HZ[:TAPS]", "bandpass:LO:HI[:TAPS]")
+
+
+def _number(text: str, what: str, kind: Callable = float):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise PwfilterError(f"{what}: {text!r} is not a number") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PwfilterError(f"{what}: {text!r} is not finite")
+    return value
+
+
+def default_taps(rate: int) -> int:
+    """Default FIR length: about rate/50 taps (transition ~170 Hz with a Hamming window)."""
+    return max(31, int(rate // 50) | 1)
+
+
+def fir_design(name: str, args: list[str], rate: int) -> np.ndarray:
+    """Linear-phase FIR (window method, Hamming) at ``rate`` Hz."""
+    what = f"{name}:{':'.join(args)}"
+    if not rate:
+        raise PwfilterError(f"{what}: an FIR design needs the sample rate (--rate HZ)")
+    nyq = rate / 2
+    nfreq = 2 if name == "bandpass" else 1
+    if len(args) not in (nfreq, nfreq + 1):
+        form = "bandpass:LO:HI[:TAPS]" if name == "bandpass" else f"{name}:HZ[:TAPS]"
+        raise PwfilterError(f"{what}: expected {form}")
+    freqs = [_number(a, what) for a in args[:nfreq]]
+    taps = _number(args[nfreq], what, int) if len(args) > nfreq else default_taps(rate)
+    if taps < 3 or taps % 2 == 0:
+        raise PwfilterError(f"{what}: the tap count must be odd and at least 3, got {taps}")
+    if not all(0 < f < nyq for f in freqs) or (nfreq == 2 and not freqs[0] < freqs[1]):
+        raise PwfilterError(f"{what}: frequencies must lie between 0 and {nyq:g} Hz "
+                            f"(half the rate {rate} Hz), low before high")
+    from scipy import signal  # only FIR designs pay for scipy.signal's import
+
+    cutoff = freqs if nfreq == 2 else freqs[0]
+    return signal.firwin(taps, cutoff, pass_zero=(name == "lowpass"), fs=rate)
+
+
+def named_kernel(spec: str, ndim: int, rate: int = 0) -> KernelSpec | None:
+    """A registered kernel for ``ndim`` signal axes, or None if ``spec`` names none."""
+    name, *args = spec.strip().lower().split(":")
+    if name in ("lowpass", "highpass", "bandpass"):
+        if ndim != 1:
+            raise PwfilterError(f"{spec}: FIR designs are for audio (1-D signals)")
+        return KernelSpec(fir_design(name, args, rate), spec, default_mode="same")
+    if name in ("gaussian", "box"):
+        if len(args) != 1:
+            raise PwfilterError(f"{spec}: expected {name}:{'SIGMA' if name == 'gaussian' else 'N'}")
+        v = (gaussian_1d(_number(args[0], spec)) if name == "gaussian"
+             else box_1d(_number(args[0], spec, int)))
+        return KernelSpec(v if ndim == 1 else _outer(v), spec)
+    if args:
+        return None
+    if name == "identity":
+        return KernelSpec(np.ones((1,) * ndim), spec)
+    if name in _IMAGE_ONLY:
+        if ndim != 2:
+            raise PwfilterError(f"{spec}: a 2-D kernel, for images only")
+        return KernelSpec(_IMAGE_ONLY[name].copy(), spec)
+    return None
+
+
+def looks_inline(spec: str) -> bool:
+    return bool(re.fullmatch(r"[\s\d.,;+\-eE|#]+", spec)) and any(c.isdigit() for c in spec)
+
+
+def load_kernel(spec: str, *, kind: str, channels: int, rate: int = 0,
+                resample_ir: bool = False, load_audio: Callable | None = None) -> KernelSpec:
+    """Resolve a kernel SPEC for an input of ``kind`` (``image``/``audio``).
+
+    ``load_audio(path)`` returns a :class:`pwfilter.media.Media`; it is passed
+    in so that this module stays free of media I/O.
+    """
+    ndim = 2 if kind == "image" else 1
+    if looks_inline(spec):
+        arr = parse_rows(spec, "kernel")
+        return KernelSpec(_fit_kernel(arr, ndim, channels, spec), spec)
+    if os.path.exists(spec):
+        if load_audio is not None and not spec.lower().endswith((".npy", ".txt", ".csv")):
+            return _impulse_response(spec, ndim, channels, rate, resample_ir, load_audio)
+        return KernelSpec(_fit_kernel(_load_array_file(spec, "kernel"), ndim, channels, spec), spec)
+    named = named_kernel(spec, ndim, rate)
+    if named is None:
+        if os.sep in spec or "." in os.path.basename(spec):
+            raise PwfilterError(f"kernel {spec}: no such file")
+        raise PwfilterError(f"unknown kernel {spec!r} (a file, inline rows such as "
+                            f"\"1 2 1; 2 4 2; 1 2 1\", or one of: {', '.join(KERNEL_NAMES)})")
+    return named
+
+
+def _fit_kernel(arr: np.ndarray, ndim: int, channels: int, what: str) -> np.ndarray:
+    """Shape a parsed array as a kernel for ``ndim`` axes: shared or one per channel."""
+    if ndim == 1:
+        if arr.ndim == 1:
+            return arr
+        if arr.ndim == 2 and arr.shape[0] == 1:
+            return arr[0]
+        if arr.ndim == 2 and arr.shape[0] == channels:
+            return arr
+        raise PwfilterError(f"kernel {what}: shape {arr.shape} does not fit audio with "
+                            f"{channels} channel(s) (expected (M,) or ({channels}, M))")
+    if arr.ndim == 1:
+        return arr[None, :]
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 3 and arr.shape[0] in (1, channels):
+        return arr[0] if arr.shape[0] == 1 else arr
+    raise PwfilterError(f"kernel {what}: shape {arr.shape} does not fit an image with "
+                        f"{channels} channel(s) (expected (kh, kw) or ({channels}, kh, kw))")
+
+
+def _impulse_response(path, ndim, channels, rate, resample_ir, load_audio) -> KernelSpec:
+    ir = load_audio(path)
+    if ir.kind != "audio" or ndim != 1:
+        if ir.kind == "image" and ndim == 2:
+            raise PwfilterError(f"kernel {path}: an image is not a kernel (use .npy or .txt)")
+        raise PwfilterError(f"kernel {path}: an audio impulse response needs an audio input")
+    data = ir.data.astype(np.float64)
+    if ir.rate and rate and ir.rate != rate:
+        if not resample_ir:
+            raise PwfilterError(f"kernel {path}: sample rate {ir.rate} Hz differs from the "
+                                f"input's {rate} Hz (add --resample-ir to resample it)")
+        from scipy import signal
+
+        g = math.gcd(rate, ir.rate)
+        data = signal.resample_poly(data, rate // g, ir.rate // g, axis=0)
+    if data.shape[1] == 1:
+        return KernelSpec(data[:, 0], path)
+    if data.shape[1] != channels:
+        raise PwfilterError(f"kernel {path}: impulse response of shape {ir.data.shape} has "
+                            f"{data.shape[1]} channels, the input has {channels}")
+    return KernelSpec(np.ascontiguousarray(data.T), path)
+
+
+NORMALIZE_KERNEL = ("sum", "l1", "energy", "peak")
+
+
+def normalize_kernel(k: np.ndarray, how: str, per_channel: bool) -> np.ndarray:
+    """Divide by the sum, Σ|k|, √Σk² or max|k|; per-channel kernels share one factor."""
+    axes = tuple(range(1, k.ndim)) if per_channel else None
+    if how == "sum":
+        f = k.sum(axis=axes)
+    elif how == "l1":
+        f = np.abs(k).sum(axis=axes)
+    elif how == "energy":
+        f = np.sqrt((k * k).sum(axis=axes))
+    elif how == "peak":
+        f = np.abs(k).max(axis=axes)
+    else:
+        raise PwfilterError(f"unknown kernel normalisation {how!r} "
+                            f"(choose from {', '.join(NORMALIZE_KERNEL)})")
+    f = np.asarray(f, dtype=np.float64)
+    factor = f.flat[np.argmax(np.abs(f))] if f.ndim else float(f)
+    if abs(factor) < 1e-12 * max(np.abs(k).max(), 1e-300):
+        hint = " (use l1, energy or peak)" if how == "sum" else ""
+        raise PwfilterError(f"the kernel's {how} is zero, cannot normalise by it{hint}")
+    return k / factor
+
+
+# ----------------------------------------------------------------- matrices
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    """A remix: ``matrix`` (C_out, C_in), or (G, C_out/G, C_in/G) per group; optional bias."""
+
+    matrix: np.ndarray
+    bias: np.ndarray | None
+    name: str
+    alpha_aware: bool = True
+
+
+def _preset(name: str, kind: str, c_in: int) -> MatrixSpec | None:
+    eye = np.eye
+    if kind == "image":
+        color = c_in - 1 if c_in in (2, 4) else c_in
+        table = {
+            "gray": lambda: np.array([[0.299, 0.587, 0.114]]),
+            "sepia": lambda: np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168],
+                                       [0.272, 0.534, 0.131]]),
+            "bgr": lambda: eye(3)[::-1].copy(),
+        }
+        if name == "invert":
+            return MatrixSpec(-eye(color), np.ones(color), name)
+        if name in table:
+            return MatrixSpec(table[name](), None, name)
+        return None
+    table = {
+        "mono": lambda: np.full((1, c_in), 1.0 / c_in),
+        "stereo": lambda: np.full((2, c_in), 1.0 / c_in),
+        "swap": lambda: np.array([[0.0, 1.0], [1.0, 0.0]]),
+        "mid-side": lambda: np.array([[0.5, 0.5], [0.5, -0.5]]),
+        "side-mid": lambda: np.array([[1.0, 1.0], [1.0, -1.0]]),
+    }
+    return MatrixSpec(table[name](), None, name) if name in table else None
+
+
+IMAGE_PRESETS = ("gray", "sepia", "bgr", "invert")
+AUDIO_PRESETS = ("mono", "stereo", "swap", "mid-side", "side-mid")
+
+
+def load_matrix(spec: str, *, kind: str, channels: int) -> MatrixSpec:
+    """Resolve ``--matrix SPEC``: inline rows (``|`` separates per-group blocks), file or preset."""
+    if looks_inline(spec):
+        blocks = [parse_rows(b, "matrix") for b in spec.split("|")]
+        if len(blocks) > 1:
+            shapes = {b.shape for b in blocks}
+            if len(shapes) > 1:
+                raise PwfilterError(f"matrix: per-group blocks of different shapes {sorted(shapes)}")
+            return MatrixSpec(np.stack(blocks), None, spec)
+        return MatrixSpec(blocks[0], None, spec)
+    if os.path.exists(spec):
+        arr = _load_array_file(spec, "matrix")
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim not in (2, 3):
+            raise PwfilterError(f"matrix {spec}: expected a 2-D (C_out, C_in) array, "
+                                f"got shape {arr.shape}")
+        return MatrixSpec(arr, None, spec)
+    preset = _preset(spec.strip().lower(), kind, channels)
+    if preset is None:
+        names = IMAGE_PRESETS if kind == "image" else AUDIO_PRESETS
+        raise PwfilterError(f"unknown matrix {spec!r} (inline rows such as \"0.299 0.587 0.114\", "
+                            f"a .npy/.txt file, or a preset for {kind}: {', '.join(names)})")
+    return preset
+
+
+def parse_bias(spec: str, c_out: int) -> np.ndarray:
+    """``--bias``: one number for every output channel or one per channel."""
+    arr = parse_rows(spec, "bias").ravel()
+    if arr.size == 1:
+        return np.full(c_out, arr[0])
+    if arr.size != c_out:
+        raise PwfilterError(f"bias: {arr.size} values for {c_out} output channels")
+    return arr
