@@ -28,7 +28,7 @@ def photo(h: int = 360, w: int = 540, seed: int = 1) -> np.ndarray:
     for i, (base, amp, col) in enumerate([(0.55, 0.08, (0.30, 0.45, 0.25)),
                                           (0.68, 0.06, (0.20, 0.38, 0.15))]):
         ridge = base * h + amp * h * np.sin(x / w * (3 + 2 * i) * np.pi + i)
-        mask = 1 / (1 + np.exp(-(y - ridge) / 1.5))
+        mask = 1 / (1 + np.exp(np.clip(-(y - ridge) / 1.5, -60, 60)))
         img = img * (1 - mask[..., None]) + mask[..., None] * np.array(col)
     texture = rng.normal(0, 1, (h // 4 + 1, w // 4 + 1))
     texture = np.kron(texture, np.ones((4, 4)))[:h, :w]
