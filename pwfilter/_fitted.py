@@ -3,8 +3,8 @@
 Regenerate with ``python benchmarks/fit_costs.py --write`` on the target machine.
 """
 
-DIRECT_ND = {"per_mac": 4.0e-10, "per_sample": 2.0e-09, "fixed": 1.0e-04}
-DIRECT_1D = {"per_mac": 3.5e-10, "per_sample": 2.0e-09, "fixed": 1.0e-04}
-DIRECT_SEP = {"per_mac": 1.6e-10, "per_sample": 2.0e-09, "fixed": 1.0e-04}
-FFT = {"per_nlogn": 2.7e-10, "per_sample": 1.0e-09, "fixed": 2.0e-04}
+DIRECT_ND = {"per_mac": 2.394e-10, "per_sample": 8.926e-10, "fixed": 2.763e-03}
+DIRECT_1D = {"per_mac": 1.744e-10, "per_sample": 7.464e-10, "fixed": 2.923e-04}
+DIRECT_SEP = {"per_mac": 3.898e-11, "per_sample": 1.455e-09, "fixed": 8.498e-05}
+FFT = {"per_nlogn": 1.568e-10, "per_sample": 0.000e+00, "fixed": 3.197e-04}
 FFT_1D_FACTOR = 1.5

@@ -188,7 +188,7 @@ def oa_block(m: int, n: int) -> int:
     size = 1 << max(int(math.ceil(math.log2(target))), 1)
     while size < 2 * m:
         size *= 2
-    return _fast_len(size)
+    return min(_fast_len(size), _fast_len(n + m - 1))
 
 
 def _cost_oa(g: Geometry) -> tuple[float, int]:

@@ -1,0 +1,273 @@
+"""pwfilter's benchmark command: our methods against the reference libraries and tools.
+
+    python benchmarks/bench.py                 # every section
+    python benchmarks/bench.py engine blur     # some sections
+    python benchmarks/bench.py --quick engine  # smaller sizes, fewer repeats
+
+Sections
+--------
+engine  2000x1500 RGB float32, k = 3..127: each forced method, auto, and
+        scipy.signal.fftconvolve (cv2.filter2D where OpenCV is installed),
+        in process; then audio lengths x IR lengths likewise.
+blur    Gaussian blur of a 4000x3000 RGB float32 array at sigma 2, 20 and 50.
+remix   RGB -> gray of a 12 MP float32 array vs numpy.copy; whole-command
+        8 -> 2 channel remix of a 10-minute float WAV vs SoX.
+stream  whole-command 10-minute stereo float WAV convolved with a 3 s IR vs
+        ffmpeg afir, and peak memory of a 60-minute PCM_16 job.
+
+Times are medians of repeated runs in the same process and the same run, so
+ratios are comparable; absolute times drift on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from pwfilter import engine, ops
+
+
+def median_time(fn, repeat: int) -> float:
+    fn()  # warm-up: imports, FFT plans, page faults
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fmt(t: float | None) -> str:
+    return "       -" if t is None else f"{t:8.3f}"
+
+
+def try_cv2():
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def section_engine(quick: bool, repeat: int) -> None:
+    from scipy.signal import fftconvolve
+
+    cv2 = try_cv2()
+    rng = np.random.default_rng(0)
+    h, w = (750, 1000) if quick else (1500, 2000)
+    x = rng.random((h, w, 3), dtype=np.float32)
+    print(f"\n## engine: {w}x{h} RGB float32, random normalized k x k kernel, mode same, "
+          "zero boundary (seconds, median)")
+    if cv2 is None:
+        print("(OpenCV not installed: cv2.filter2D column skipped)")
+    head = f"{'k':>4} {'direct':>8} {'fft':>8} {'oa':>8} {'auto':>8} {'chosen':>9} " \
+           f"{'fftconv':>8} {'filter2D':>8} {'auto/best':>9} {'auto/fftc':>9}"
+    print(head)
+    for k in (3, 5, 7, 9, 11, 15, 21, 31, 45, 63, 95, 127):
+        kern = rng.random((k, k)).astype(np.float32)
+        kern /= kern.sum()
+        g = engine.geometry(x.shape, kern.shape, "same")
+        times = {}
+        for m in ("direct", "fft", "oa"):
+            predicted = engine.plan(x, kern, method=m).costs.get(m, 0)
+            if predicted > 4.0:
+                times[m] = None  # would take minutes; the model says so
+                continue
+            times[m] = median_time(lambda: engine.convolve(x, kern, boundary="zero", method=m),
+                                   repeat)
+        auto = median_time(lambda: engine.convolve(x, kern, boundary="zero"), repeat)
+        chosen = engine.plan(x, kern).method
+        fc = median_time(lambda: fftconvolve(x, kern[:, :, None], mode="same", axes=(0, 1)),
+                         repeat)
+        cvt = None
+        if cv2 is not None:
+            cvt = median_time(lambda: cv2.filter2D(x, -1, kern[::-1, ::-1].copy(),
+                                                   borderType=cv2.BORDER_CONSTANT), repeat)
+        best = min(t for t in times.values() if t is not None)
+        print(f"{k:>4} {fmt(times['direct'])} {fmt(times['fft'])} {fmt(times['oa'])} "
+              f"{fmt(auto)} {chosen:>9} {fmt(fc)} {fmt(cvt)} {auto / best:9.2f} {auto / fc:9.2f}")
+        del g
+
+    print("\n## engine: stereo float32 audio, mode full (seconds, median)")
+    print(f"{'seconds':>8} {'taps':>7} {'direct':>8} {'fft':>8} {'oa':>8} {'auto':>8} "
+          f"{'chosen':>7} {'fftconv':>8} {'oaconv':>8} {'auto/best':>9}")
+    from scipy.signal import oaconvolve
+
+    for secs in ((10, 60) if quick else (10, 60, 600)):
+        a = rng.standard_normal((48_000 * secs, 2), dtype=np.float32) * 0.1
+        for taps in (31, 1001, 48_000, 144_000):
+            ir = (rng.standard_normal(taps) * np.exp(-np.arange(taps) / (taps / 5))).astype(
+                np.float32)
+            times = {}
+            for m in ("direct", "fft", "oa"):
+                predicted = engine.plan(a, ir, mode="full", method=m).costs.get(m, 0)
+                if predicted > 4.0:
+                    times[m] = None
+                    continue
+                times[m] = median_time(lambda: engine.convolve(a, ir, mode="full", method=m),
+                                       repeat)
+            auto = median_time(lambda: engine.convolve(a, ir, mode="full"), repeat)
+            chosen = engine.plan(a, ir, mode="full").method
+            fc = median_time(lambda: fftconvolve(a, ir[:, None], mode="full", axes=0), repeat)
+            oc = median_time(lambda: oaconvolve(a, ir[:, None], mode="full", axes=0), repeat)
+            best = min(t for t in times.values() if t is not None)
+            print(f"{secs:>8} {taps:>7} {fmt(times['direct'])} {fmt(times['fft'])} "
+                  f"{fmt(times['oa'])} {fmt(auto)} {chosen:>7} {fmt(fc)} {fmt(oc)} "
+                  f"{auto / best:9.2f}")
+
+
+def section_blur(quick: bool, repeat: int) -> None:
+    from scipy import ndimage
+
+    cv2 = try_cv2()
+    rng = np.random.default_rng(1)
+    h, w = (1500, 2000) if quick else (3000, 4000)
+    x = rng.random((h, w, 3), dtype=np.float32)
+    print(f"\n## blur: Gaussian, {w}x{h} RGB float32, reflect boundary (seconds, median)")
+    print(f"{'sigma':>6} {'pwfilter':>9} {'method':>10} {'ndimage':>8} {'cv2':>8} {'/sigma2':>8}")
+    base = None
+    for sigma in (2, 20, 50):
+        kern = ops.blur_kernel("gaussian", 2, sigma=sigma)
+        opts = ops.FilterOptions()
+        t = median_time(lambda: ops.filter_array(x, kern, kind="image", opts=opts), repeat)
+        method = engine.plan(x.astype(np.float32), kern.astype(np.float32)).method
+        nd = None
+        if sigma <= 20 and not quick:
+            nd = median_time(lambda: ndimage.gaussian_filter(x, sigma, axes=(0, 1)), 1)
+        cvt = None
+        if cv2 is not None:
+            cvt = median_time(lambda: cv2.GaussianBlur(x, (0, 0), sigma,
+                                                       borderType=cv2.BORDER_REFLECT), repeat)
+        base = base or t
+        print(f"{sigma:>6} {fmt(t)} {method:>10} {fmt(nd)} {fmt(cvt)} {t / base:8.2f}")
+
+
+def run_cmd(args: list[str], repeat: int) -> float:
+    def once():
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    return median_time(once, repeat)
+
+
+def peak_rss(args: list[str]) -> tuple[float, float] | None:
+    if not os.path.exists("/usr/bin/time"):
+        return None
+    t0 = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-v", *args], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, check=True)
+    secs = time.perf_counter() - t0
+    for line in r.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            return int(line.split()[-1]) / 1024, secs
+    return None
+
+
+def section_remix(quick: bool, repeat: int) -> None:
+    import soundfile as sf
+
+    from pwfilter.ops import Remix, remix_array
+
+    rng = np.random.default_rng(2)
+    x = rng.random((3000, 4000, 3), dtype=np.float32)
+    gray = Remix(np.array([[0.299, 0.587, 0.114]]), None, False)
+    t_remix = median_time(lambda: remix_array(x, gray), repeat * 3)
+    t_copy = median_time(lambda: np.copy(x), repeat * 3)
+    print("\n## remix: RGB -> gray, 12 MP float32, in process (seconds, median)")
+    print(f"remix {t_remix:.4f}  numpy.copy {t_copy:.4f}  ratio {t_remix / t_copy:.2f}")
+
+    secs = 60 if quick else 600
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "in8.wav")
+        a = (rng.standard_normal((48_000 * secs, 8)) * 0.05).astype(np.float32)
+        sf.write(src, a, 48_000, subtype="FLOAT")
+        del a
+        ours = os.path.join(tmp, "ours.wav")
+        matrix = "0.5 0 0.35 0.35 0.3 0 0.3 0; 0 0.5 0.35 0.35 0 0.3 0 0.3"
+        t_ours = run_cmd([sys.executable, "-m", "pwfilter", "remix", src, "--matrix", matrix,
+                          "-o", ours, "--overwrite", "-q"], repeat)
+        print(f"\n## remix: {secs // 60}-minute 8-channel float WAV -> stereo, whole command")
+        line = f"pwfilter {t_ours:.3f} s"
+        sox = shutil.which("sox")
+        if sox:
+            t_sox = run_cmd([sox, src, os.path.join(tmp, "sox.wav"), "remix",
+                             "1v0.5,3v0.35,4v0.35,5v0.3,7v0.3", "2v0.5,3v0.35,4v0.35,6v0.3,8v0.3"],
+                            repeat)
+            line += f"   sox {t_sox:.3f} s   pwfilter/sox {t_ours / t_sox:.2f}"
+        else:
+            line += "   (SoX not installed: skipped)"
+        print(line)
+
+
+def section_stream(quick: bool, repeat: int) -> None:
+    import soundfile as sf
+
+    rng = np.random.default_rng(3)
+    secs = 60 if quick else 600
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "in.wav")
+        ir = os.path.join(tmp, "ir.wav")
+        sf.write(src, (rng.standard_normal((48_000 * secs, 2)) * 0.05).astype(np.float32),
+                 48_000, subtype="FLOAT")
+        n = 48_000 * 3
+        irs = rng.standard_normal((n, 2)) * np.exp(-np.arange(n) / 20_000)[:, None] * 0.01
+        sf.write(ir, irs.astype(np.float32), 48_000, subtype="FLOAT")
+        ours = os.path.join(tmp, "ours.wav")
+        t_ours = run_cmd([sys.executable, "-m", "pwfilter", "convolve", src, ir, "-o", ours,
+                          "--overwrite", "-q"], repeat)
+        print(f"\n## stream: {secs // 60}-minute stereo float WAV (x) 3 s stereo IR, "
+              "whole command (pwfilter keeps the full tail and the exact gain; "
+              "ffmpeg afir cuts the tail)")
+        line = f"pwfilter {t_ours:.3f} s"
+        ff = shutil.which("ffmpeg")
+        if ff:
+            t_ff = run_cmd([ff, "-y", "-loglevel", "error", "-i", src, "-i", ir,
+                            "-filter_complex", "[0:a][1:a]afir=gtype=none", "-c:a", "pcm_f32le",
+                            os.path.join(tmp, "ff.wav")], repeat)
+            line += f"   ffmpeg {t_ff:.3f} s   pwfilter/ffmpeg {t_ours / t_ff:.2f}"
+        else:
+            line += "   (ffmpeg not installed: skipped)"
+        print(line)
+        long_secs = 600 if quick else 3600
+        src16 = os.path.join(tmp, "long16.wav")
+        with sf.SoundFile(src16, "w", 48_000, 2, subtype="PCM_16") as f:
+            block = (rng.standard_normal((48_000 * 60, 2)) * 0.05).astype(np.float32)
+            for _ in range(long_secs // 60):
+                f.write(block)
+        r = peak_rss([sys.executable, "-m", "pwfilter", "convolve", src16, ir, "-o",
+                      os.path.join(tmp, "long.out.wav"), "--overwrite", "-q"])
+        if r:
+            print(f"{long_secs // 60}-minute stereo PCM_16 (x) 3 s IR: peak RSS {r[0]:.0f} MB, "
+                  f"{r[1]:.1f} s")
+        else:
+            print("(/usr/bin/time not installed: peak memory skipped)")
+
+
+SECTIONS = {"engine": section_engine, "blur": section_blur, "remix": section_remix,
+            "stream": section_stream}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sections", nargs="*", metavar="SECTION", help=", ".join(SECTIONS))
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    ap.add_argument("--repeat", type=int, default=None)
+    args = ap.parse_args()
+    repeat = args.repeat or (2 if args.quick else 5)
+    print(f"pwfilter benchmark, {os.cpu_count()} cores, numpy {np.__version__}")
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    for name in args.sections or list(SECTIONS):
+        SECTIONS[name](args.quick, repeat)
+
+
+if __name__ == "__main__":
+    main()
