@@ -267,8 +267,8 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
         costs["direct"] = _cost_direct(g)
     if "fft" in allow:
         costs["fft"] = _cost_fft(g)
-    if "oa" in allow and g.padded[0] > 4 * g.ksize[0]:
-        costs["oa"], block = _cost_oa(g)
+    if "oa" in allow and oa_block(g.ksize[0], g.padded[0]) < _fast_len(g.padded[0] + g.ksize[0] - 1):
+        costs["oa"], block = _cost_oa(g)  # only with two blocks or more
     if "separable" in allow and 1 <= rank <= 3 and g.ndim == 2:
         costs["separable"] = _cost_separable(g, rank)
     costs = {k: v for k, v in costs.items() if math.isfinite(v)}
