@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import click
 
@@ -39,7 +39,7 @@ class Common:
     compression: int | None = None
     max_pixels: int | None = None
     max_memory: str | None = None
-    extra: dict = field(default_factory=dict)
+    stream_above: str | None = None
 
     @functools.cached_property
     def limits(self):
@@ -80,13 +80,16 @@ def common_options(fn):
                      help="Refuse images with more pixels (default 250,000,000)."),
         click.option("--max-memory", metavar="SIZE",
                      help="Refuse work needing more memory, e.g. 8G (default: 75% of RAM)."),
+        click.option("--stream-above", metavar="SIZE",
+                     help="Stream audio whose in-memory working set would exceed SIZE "
+                          "(default 256M; 0 always streams)."),
     ]
 
     @functools.wraps(fn)
     def wrapper(*args, output, fmt, overwrite, as_json, jobs, debug, quiet, verbose, quality,
-                compression, max_pixels, max_memory, **kwargs):
+                compression, max_pixels, max_memory, stream_above, **kwargs):
         common = Common(output, fmt, overwrite, as_json, jobs, debug, quiet, verbose, quality,
-                        compression, max_pixels, max_memory)
+                        compression, max_pixels, max_memory, stream_above)
         return fn(*args, common=common, **kwargs)
 
     for option in reversed(options):
@@ -136,11 +139,14 @@ def filter_options(fn):
 # ----------------------------------------------------------------- running
 
 
-def run_each(common: Common, inputs: tuple[str, ...], command: str, process) -> int:
+def run_each(common: Common, inputs: tuple[str, ...], command: str, process,
+             stream=None, normalize: bool = False) -> int:
     """Load, process and save every input; report; return the exit status.
 
-    ``process(media) -> (media, facts)`` does the work; ``facts`` (method,
-    plan) are shown with ``-v`` and ``--json``. Every input is attempted;
+    ``process(media) -> (media, facts)`` does the work in memory; ``facts``
+    (method, plan) are shown with ``-v`` and ``--json``. ``stream(reader)``,
+    where given, returns a :class:`pwfilter.stream.StreamFilter` (or None)
+    for audio too large to hold in memory. Every input is attempted;
     failures are reported one line each and summarised.
     """
     from pwfilter import media as m
@@ -171,6 +177,11 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, process) -> 
         try:
             target = plan_output(name, command, common.output, suffix, len(inputs) > 1)
             check_target(target, inputs, common.overwrite)
+            if stream is not None and target != STDOUT and _is_audio_file(name, m):
+                done = _try_stream(common, name, target, suffix, stream, normalize, options, m)
+                if done is not None:
+                    report(common, name, target, *done, time.perf_counter() - start)
+                    continue
             media = m.load_media(name, limits=common.limits)
             result, facts = process(media)
             fmt = _output_format(target, suffix, result, m)
@@ -192,6 +203,77 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, process) -> 
     return 1 if failed else 0
 
 
+def _is_audio_file(name: str, m) -> bool:
+    if name == "-":
+        return False
+    try:
+        with open(name, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return False
+    return m.sniff_format(head, name) in ("WAV", "FLAC", "OGG", "AIFF")
+
+
+def _try_stream(common: Common, name, target, suffix, stream, normalize, options, m):
+    """Stream one audio file when it is too large for memory; None to use the in-memory path."""
+    import numpy as np
+
+    from pwfilter import stream as st
+    from pwfilter.limits import parse_size
+    from pwfilter.output import atomic_path
+
+    reader = m.AudioReader(name, limits=common.limits)
+    meta = reader.meta()
+    job = stream(reader)
+    if job is None:
+        return None
+    budget = st.STREAM_BUDGET
+    if common.stream_above is not None:
+        budget = 0 if common.stream_above.strip() == "0" else parse_size(common.stream_above)
+    want, why = st.should_stream(reader.frames, reader.channels, job.m, budget)
+    common.detail(f"{name}: {why}")
+    if not want:
+        return None
+    result = meta.replace(data=np.zeros((0, job.c_out), meta.data.dtype))
+    fmt = _output_format(target, suffix, result, m)
+    subtype = m.audio_subtype_for(result, fmt)
+    folder = os.path.dirname(target) or "."
+    with atomic_path(target, common.overwrite) as tmp, _progress(common, reader) as progress:
+        def open_writer():
+            return m.AudioWriter(tmp, rate=reader.rate, channels=job.c_out, fmt=fmt,
+                                 subtype=subtype, options=options)
+
+        clipped = st.stream_file(reader.blocks(st.read_block_size(job)), job, open_writer,
+                                 normalize=normalize, temp_dir=folder, on_progress=progress)
+    how = (f"overlap-add steps of {job.conv.step:,} frames (FFT size {job.conv.nfft:,})"
+           if job.conv else "blocks")
+    facts = {"method": "stream", "shape": [job.emitted, job.c_out],
+             "notes": [f"streamed {reader.frames:,} frames in {how}"]}
+    return result, facts, clipped
+
+
+class _progress:
+    """A click progress bar on stderr for long jobs, only when stderr is a terminal."""
+
+    def __init__(self, common: Common, reader):
+        self.enabled = (not common.quiet and sys.stderr.isatty()
+                        and reader.frames * reader.channels > 20_000_000)
+        self.length = reader.frames
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        self.bar = click.progressbar(length=self.length, file=sys.stderr, label="pwfilter")
+        self.bar.__enter__()
+        return self.bar.update
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
+
+
 def _output_format(target, suffix, result, m) -> str:
     if suffix:
         return m.format_for_suffix(suffix, result.kind)
@@ -211,7 +293,8 @@ def report(common: Common, name, target, result, facts: dict, clipped: int, seco
     for line in facts.get("notes", ()):
         common.detail(f"{name}: {line}")
     if common.json:
-        obj = {"input": name, "output": target, "shape": list(result.data.shape),
+        obj = {"input": name, "output": target,
+               "shape": facts.get("shape") or list(result.data.shape),
                "method": plan.method if plan is not None else facts.get("method"),
                "seconds": round(seconds, 4), "clipped": clipped}
         if plan is not None:
@@ -267,7 +350,7 @@ def convolve(inputs, kernel, correlate, normalize_kernel, resample_ir, fopts, co
 
     fopts = replace(fopts, correlate=correlate, workers=common.jobs)
 
-    def process(media):
+    def build(media):
         ks = specs.load_kernel(kernel, kind=media.kind, channels=media.channels, rate=media.rate,
                                resample_ir=resample_ir, load_audio=_kernel_loader(common))
         k = ks.array
@@ -275,11 +358,41 @@ def convolve(inputs, kernel, correlate, normalize_kernel, resample_ir, fopts, co
         if normalize_kernel:
             nd = media.data.ndim - 1
             k = specs.normalize_kernel(k, normalize_kernel, per_channel=k.ndim > nd)
+        return k, ks.default_mode
+
+    def process(media):
+        k, default_mode = build(media)
         y, plan = ops.filter_array(media.data, k, kind=media.kind, has_alpha=media.has_alpha,
-                                   opts=fopts, default_mode=ks.default_mode)
+                                   opts=fopts, default_mode=default_mode)
         return media.replace(data=y), {"plan": plan}
 
-    return run_each(common, inputs, "convolve", process)
+    def stream(reader):
+        k, default_mode = build(reader.meta())
+        return _stream_filter(reader, k, fopts, default_mode)
+
+    return run_each(common, inputs, "convolve", process, stream, fopts.normalize)
+
+
+def _stream_filter(reader, kernel, fopts, default_mode, remix=None):
+    """The streaming form of a filter job, or None where only the in-memory path applies."""
+    import numpy as np
+
+    from pwfilter.stream import StreamFilter
+
+    mode, boundary = fopts.resolved("audio", default_mode)
+    if boundary != "zero" or (mode == "valid" and reader.frames < kernel.shape[-1]):
+        return None
+    k = np.flip(kernel, axis=-1) if fopts.correlate else kernel
+    if k.ndim == 2 and k.shape[0] == 1:
+        k = k[0]
+    if k.ndim == 2 and k.shape[0] != reader.channels:
+        return None  # the in-memory path reports the mismatch
+    dtype = reader.meta().data.dtype.type
+    return StreamFilter(reader.channels, reader.frames, np.ascontiguousarray(k), mode=mode,
+                        scale=fopts.scale, bias=fopts.bias, dry=fopts.dry, wet=fopts.wet,
+                        matrix=None if remix is None else remix.matrix,
+                        matrix_bias=None if remix is None else remix.bias, dtype=dtype,
+                        workers=fopts.workers)
 
 
 def _check_kernel_memory(common: Common, media, kernel) -> None:
@@ -318,7 +431,11 @@ def blur(inputs, kind, sigma, radius, fopts, common):
                                    opts=fopts, default_mode="same")
         return media.replace(data=y), {"plan": plan}
 
-    return run_each(common, inputs, "blur", process)
+    def stream(reader):
+        k = ops.blur_kernel(kind, 1, sigma=sigma, radius=radius)
+        return _stream_filter(reader, k, fopts, "same")
+
+    return run_each(common, inputs, "blur", process, stream, fopts.normalize)
 
 
 def _remix_for(media, matrix, bias, groups, shuffle, dry, wet):
@@ -359,7 +476,14 @@ def remix(inputs, matrix, bias, groups, shuffle, dry, wet, normalize, common):
             y = ops.normalize_peak(y, r.keep_alpha)
         return media.replace(data=y), {"method": "pointwise"}
 
-    return run_each(common, inputs, "remix", process)
+    def stream(reader):
+        from pwfilter.stream import StreamFilter
+
+        r = _remix_for(reader.meta(), matrix, bias, groups, shuffle or 0, dry, wet)
+        return StreamFilter(reader.channels, reader.frames, matrix=r.matrix, matrix_bias=r.bias,
+                            dtype=reader.meta().data.dtype.type)
+
+    return run_each(common, inputs, "remix", process, stream, normalize)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -380,17 +504,25 @@ def dsconv(inputs, depthwise, pointwise, groups, shuffle, fopts, common):
 
     fopts = replace(fopts, workers=common.jobs)
 
-    def process(media):
+    def build(media):
         ks = specs.load_kernel(depthwise, kind=media.kind, channels=media.channels,
                                rate=media.rate, load_audio=_kernel_loader(common))
         _check_kernel_memory(common, media, ks.array)
         r = _remix_for(media, pointwise, None, groups, shuffle or 0, 0.0, 1.0)
+        return ks, r
+
+    def process(media):
+        ks, r = build(media)
         y, plan = ops.dsconv_array(media.data, ks.array, r, kind=media.kind,
                                    has_alpha=media.has_alpha,
                                    opts=replace(fopts, mode=fopts.mode or ks.default_mode))
         return media.replace(data=y), {"plan": plan}
 
-    return run_each(common, inputs, "dsconv", process)
+    def stream(reader):
+        ks, r = build(reader.meta())
+        return _stream_filter(reader, ks.array, fopts, ks.default_mode, r)
+
+    return run_each(common, inputs, "dsconv", process, stream, fopts.normalize)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -1,0 +1,351 @@
+"""Streaming audio: block-by-block filtering with memory bounded by the kernel, not the file.
+
+Pure like the engine: :class:`StreamFilter` takes blocks of input samples
+and returns blocks of output samples; the CLI feeds it from
+:class:`pwfilter.media.AudioReader` and drains it into
+:class:`pwfilter.media.AudioWriter`, with reading, computing and writing in
+three threads (libsndfile and NumPy's FFTs release the GIL).
+
+Convolution is overlap-add: the input is cut into steps of
+``nfft - M + 1`` samples, several steps are transformed in one batched real
+FFT, multiplied by the kernel's spectrum and the overlapping tails are
+added. The output is exactly the in-memory ``full`` convolution, trimmed as
+``same`` or ``valid`` are.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Audio whose in-memory working set would exceed this is streamed.
+STREAM_BUDGET = 256 << 20
+
+
+def stream_nfft(m: int) -> int:
+    """FFT size for streaming overlap-add: ~4x the kernel, 2^15..2^20 (2^19-2^20 is the
+    throughput optimum for second-long IRs on this kind of machine), at least 2x the kernel."""
+    size = 1 << max(15, math.ceil(math.log2(max(4 * m, 2))))
+    size = min(size, 1 << 20)
+    while size < 2 * m:
+        size *= 2
+    return size
+
+
+def in_memory_bytes(frames: int, channels: int, taps: int, itemsize: int = 4) -> int:
+    """Working set of the in-memory path: input, output, and the transform buffers."""
+    out = frames + max(taps, 1) - 1
+    return (frames + 3 * out) * channels * itemsize
+
+
+def should_stream(frames: int, channels: int, taps: int, budget: int = STREAM_BUDGET
+                  ) -> tuple[bool, str]:
+    """Stream when the in-memory working set would exceed ``budget``; say why."""
+    need = in_memory_bytes(frames, channels, taps)
+    mib = need / 2**20
+    if need > budget:
+        return True, (f"streaming: {frames:,} frames x {channels} ch would need ~{mib:.0f} MiB "
+                      f"in memory, over the {budget >> 20} MiB budget")
+    return False, (f"in memory: {frames:,} frames x {channels} ch need ~{mib:.0f} MiB, "
+                   f"within the {budget >> 20} MiB streaming budget")
+
+
+class BlockConvolver:
+    """Full linear convolution of an endless (n, C) stream by a kernel, by overlap-add.
+
+    ``push`` returns the output samples that are final so far; ``flush``
+    returns the rest (the last partial step and the M - 1 sample tail).
+    """
+
+    def __init__(self, kernel: np.ndarray, channels: int, dtype=np.float32,
+                 nfft: int | None = None, workers: int | None = None):
+        import scipy.fft
+
+        self.per_channel = kernel.ndim == 2
+        self.m = kernel.shape[-1]
+        self.nfft = nfft or stream_nfft(self.m)
+        self.step = self.nfft - self.m + 1
+        self.dtype = np.dtype(dtype)
+        self.workers = workers or -1
+        k = np.asarray(kernel, dtype=self.dtype)
+        spec = scipy.fft.rfft(k, n=self.nfft, axis=-1)
+        self.kspec = spec.T if self.per_channel else spec[:, None]  # (nfft/2+1, C or 1)
+        self.channels = channels
+        self.pending = np.zeros((0, channels), self.dtype)  # input not yet transformed
+        self.tail = np.zeros((self.m - 1, channels), self.dtype)  # overlap to add
+
+    def _convolve_steps(self, x: np.ndarray) -> np.ndarray:
+        """Transform whole steps of ``x`` together; return their finished outputs."""
+        import scipy.fft
+
+        n = x.shape[0]
+        blocks = n // self.step
+        seg = x[: blocks * self.step].reshape(blocks, self.step, self.channels)
+        spec = scipy.fft.rfft(seg, n=self.nfft, axis=1, workers=self.workers)
+        spec *= self.kspec
+        y = scipy.fft.irfft(spec, n=self.nfft, axis=1, workers=self.workers)
+        del spec
+        tail_len = self.m - 1
+        span = blocks * self.step
+        buf = np.zeros((span + tail_len, self.channels), self.dtype)
+        buf[:tail_len] += self.tail
+        buf[:span].reshape(blocks, self.step, self.channels)[:] += y[:, : self.step]
+        if tail_len:
+            for b in range(blocks):
+                start = (b + 1) * self.step
+                buf[start: start + tail_len] += y[b, self.step:]
+        self.tail = buf[span:].copy()
+        return buf[:span]
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        x = np.concatenate([self.pending, block.astype(self.dtype, copy=False)])
+        whole = (x.shape[0] // self.step) * self.step
+        self.pending = x[whole:]
+        if whole == 0:
+            return np.zeros((0, self.channels), self.dtype)
+        return self._convolve_steps(x[:whole])
+
+    def flush(self) -> np.ndarray:
+        n = self.pending.shape[0]
+        if n:
+            padded = np.zeros((self.step, self.channels), self.dtype)
+            padded[:n] = self.pending
+            self.pending = np.zeros((0, self.channels), self.dtype)
+            out = self._convolve_steps(padded)
+            rest = np.concatenate([out, self.tail])
+        else:
+            rest = self.tail
+        return rest[: n + self.m - 1]
+
+
+@dataclass
+class StreamFilter:
+    """The whole per-sample job of convolve/blur/remix/dsconv on a stream.
+
+    out = dry·x + wet·(remix(scale·(x ⊛ k) + bias)), trimmed to the mode's
+    output positions. ``kernel`` None means no convolution (remix only);
+    ``matrix`` None means no remix.
+    """
+
+    channels: int
+    frames: int
+    kernel: np.ndarray | None = None
+    mode: str = "full"
+    scale: float = 1.0
+    bias: float = 0.0
+    dry: float = 0.0
+    wet: float = 1.0
+    matrix: np.ndarray | None = None
+    matrix_bias: np.ndarray | None = None
+    dtype: type = np.float32
+    workers: int | None = None
+
+    def __post_init__(self):
+        m = 1 if self.kernel is None else self.kernel.shape[-1]
+        self.m = m
+        if self.mode == "full":
+            self.start, self.count, dry_skip = 0, self.frames + m - 1, 0
+        elif self.mode == "same":
+            self.start, self.count, dry_skip = (m - 1) // 2, self.frames, 0
+        else:
+            self.start, self.count, dry_skip = m - 1, self.frames - m + 1, m // 2
+        self.conv = (None if self.kernel is None else
+                     BlockConvolver(self.kernel, self.channels, self.dtype, workers=self.workers))
+        self.skipped = 0
+        self.emitted = 0
+        self.dry_fifo: list[np.ndarray] = []
+        self.dry_skip = dry_skip
+        self.dry_len = 0
+
+    @property
+    def c_out(self) -> int:
+        return self.channels if self.matrix is None else self.matrix.shape[0]
+
+    def _dry(self, n: int) -> np.ndarray:
+        """The next ``n`` dry samples aligned with the output (zeros past the input)."""
+        parts, need = [], n
+        while need and self.dry_fifo:
+            head = self.dry_fifo[0]
+            take = head[:need]
+            parts.append(take)
+            need -= take.shape[0]
+            if take.shape[0] == head.shape[0]:
+                self.dry_fifo.pop(0)
+            else:
+                self.dry_fifo[0] = head[take.shape[0]:]
+        if need:
+            parts.append(np.zeros((need, self.channels), self.dtype))
+        self.dry_len -= n - need
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _finish(self, y: np.ndarray) -> np.ndarray:
+        if self.skipped < self.start:
+            drop = min(self.start - self.skipped, y.shape[0])
+            y = y[drop:]
+            self.skipped += drop
+        y = y[: max(0, self.count - self.emitted)]
+        self.emitted += y.shape[0]
+        if not y.shape[0]:
+            return np.zeros((0, self.c_out), self.dtype)
+        y = np.array(y, dtype=self.dtype, copy=True) if y.base is not None else y
+        if self.scale != 1.0:
+            y *= self.dtype(self.scale)
+        if self.bias:
+            y += self.dtype(self.bias)
+        if self.matrix is not None:
+            y = np.matmul(y, self.matrix.T.astype(self.dtype))
+            if self.matrix_bias is not None:
+                y += self.matrix_bias.astype(self.dtype)
+        if self.wet != 1.0:
+            y *= self.dtype(self.wet)
+        if self.dry:
+            y += self.dtype(self.dry) * self._dry(y.shape[0])
+        return y
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        block = block.astype(self.dtype, copy=False)
+        if self.dry:
+            skip = min(self.dry_skip, block.shape[0])
+            self.dry_skip -= skip
+            if block.shape[0] > skip:
+                self.dry_fifo.append(block[skip:])
+        y = block if self.conv is None else self.conv.push(block)
+        return self._finish(y)
+
+    def flush(self) -> np.ndarray:
+        if self.conv is None:
+            return np.zeros((0, self.c_out), self.dtype)
+        return self._finish(self.conv.flush())
+
+
+def run_pipeline(blocks: Iterable[np.ndarray], f: StreamFilter,
+                 write: Callable[[np.ndarray], None], on_progress: Callable[[int], None] | None
+                 = None) -> None:
+    """Read, filter and write in three threads; errors in any stage propagate here."""
+    read_q: queue.Queue = queue.Queue(maxsize=2)
+    write_q: queue.Queue = queue.Queue(maxsize=2)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    done = object()
+
+    def reader():
+        try:
+            for b in blocks:
+                while not stop.is_set():
+                    try:
+                        read_q.put(b, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+        finally:
+            _put(read_q, done, stop)
+
+    def writer():
+        try:
+            while True:
+                y = write_q.get()
+                if y is done:
+                    return
+                if not stop.is_set():
+                    write(y)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            stop.set()
+            while write_q.get() is not done:
+                pass
+
+    threads = [threading.Thread(target=reader, daemon=True),
+               threading.Thread(target=writer, daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        while True:
+            b = read_q.get()
+            if b is done or stop.is_set():
+                break
+            y = f.push(b)
+            if on_progress:
+                on_progress(b.shape[0])
+            if y.shape[0]:
+                _put(write_q, y, None)
+        if not stop.is_set() and not errors:
+            y = f.flush()
+            if y.shape[0]:
+                _put(write_q, y, None)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        stop.set() if errors else None
+        _put(write_q, done, None)
+        threads[1].join()
+        stop.set()
+        threads[0].join(timeout=5)
+    if errors:
+        raise errors[0]
+
+
+def _put(q: queue.Queue, item, stop: threading.Event | None) -> None:
+    while True:
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            if stop is not None and stop.is_set():
+                # Nobody reads any more: make room for the sentinel.
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
+
+
+def read_block_size(f: StreamFilter) -> int:
+    """Frames per read: several overlap-add steps, so each FFT call batches blocks."""
+    if f.conv is None:
+        return 1 << 18
+    return max(f.conv.step * 4, 1 << 16)
+
+
+def stream_file(blocks: Iterable[np.ndarray], f: StreamFilter, open_writer: Callable, *,
+                normalize: bool = False, temp_dir: str = ".",
+                on_progress: Callable[[int], None] | None = None) -> int:
+    """Filter a stream of blocks into the writer ``open_writer()`` returns; return clipped count.
+
+    ``--normalize`` needs the output's peak before the first sample is
+    written: the filtered result goes to a float32 temporary file in
+    ``temp_dir`` first (peak tracked on the way), then is scaled by 1/peak
+    and written in a second pass.
+    """
+    import tempfile
+
+    if not normalize:
+        with open_writer() as w:
+            run_pipeline(blocks, f, w.write, on_progress)
+        return w.clipped
+    channels = f.c_out
+    peak = 0.0
+    with tempfile.TemporaryFile(dir=temp_dir, prefix=".pwfilter-", suffix=".f32") as tmp:
+        def spill(y: np.ndarray) -> None:
+            nonlocal peak
+            if y.size:
+                peak = max(peak, float(np.max(np.abs(y))))
+            tmp.write(np.ascontiguousarray(y, dtype=np.float32).tobytes())
+
+        run_pipeline(blocks, f, spill, on_progress)
+        tmp.seek(0)
+        gain = np.float32(1.0 / peak) if peak > 0 else np.float32(1.0)
+        step = (1 << 18) * channels * 4
+        with open_writer() as w:
+            while chunk := tmp.read(step):
+                y = np.frombuffer(chunk, dtype=np.float32).reshape(-1, channels) * gain
+                w.write(y)
+    return w.clipped
