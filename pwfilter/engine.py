@@ -182,6 +182,19 @@ def _cost_fft(g: Geometry) -> float:
             + c["per_sample"] * math.prod(sizes) * g.channels + c["fixed"])
 
 
+def fft_batch(nfft: int, transforms_per_item: int, budget: int = 1 << 23) -> int:
+    """How many overlap-add blocks to transform in one call.
+
+    pocketfft transforms several strided 1-D arrays at once with SIMD (8 lanes
+    of float32) and splits them over its threads, so a call wants at least
+    16 transforms; beyond that, batches are capped at ``budget`` samples to
+    stay cache- and memory-friendly (measured: 10 min stereo (x) 3 s IR takes
+    0.91 s with 2 blocks of 2^19 per call, 0.38 s with 8).
+    """
+    want = -(-16 // max(transforms_per_item, 1))
+    return max(1, min(want, budget // max(nfft * transforms_per_item, 1)))
+
+
 def oa_block(m: int, n: int) -> int:
     """FFT size for overlap-add along an axis: ~8x the kernel, 2^14..2^19, not over the input."""
     target = min(max(8 * m, 1 << 14), 1 << 19)
@@ -394,9 +407,7 @@ def _oa_full(x: np.ndarray, kernel: np.ndarray, per_channel: bool, nfft: int,
     out_shape = (n0 + m0 - 1,) + tuple(n + m - 1 for n, m in
                                        zip(x.shape[1:-1], kernel.shape[-nd + 1:]))
     out = np.zeros((blocks * step + nfft,) + out_shape[1:] + (x.shape[-1],), dtype=x.dtype)
-    # Group blocks so one batched transform holds ~16M samples (cache and memory friendly).
-    per_block = nfft * math.prod(rest) * x.shape[-1]
-    group = max(1, (1 << 24) // per_block)
+    group = fft_batch(nfft * math.prod(rest), x.shape[-1])
     axes = tuple(range(1, nd + 1))
     for b0 in range(0, blocks, group):
         b1 = min(blocks, b0 + group)
