@@ -228,13 +228,15 @@ def _load_image(data: bytes, fmt: str, name: str, limits: Limits) -> Media:
                 import imagecodecs
 
                 return _image_from_array(imagecodecs.png_decode(data), fmt, name)
+        if fmt == "TIFF":
+            # Pillow cannot open some TIFFs imagecodecs decodes (16-bit LA): size from the IFD.
+            import imagecodecs
+
+            limits.check_pixels(*_tiff_size(data), name)
+            return _image_from_array(imagecodecs.tiff_decode(data), fmt, name)
         Image.MAX_IMAGE_PIXELS = None  # our own limit applies, before decoding
         with Image.open(io.BytesIO(data)) as im:
             limits.check_pixels(im.width, im.height, name)
-            if fmt == "TIFF":
-                import imagecodecs
-
-                return _image_from_array(imagecodecs.tiff_decode(data), fmt, name)
             return _image_from_array(_pillow_array(im), fmt, name)
     except PwfilterError:
         raise
@@ -243,6 +245,25 @@ def _load_image(data: bytes, fmt: str, name: str, limits: Limits) -> Media:
     except Exception as exc:  # noqa: BLE001 - codecs raise many types for corrupt data
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PwfilterError(f"{name}: corrupt or truncated {fmt} ({detail})") from None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a TIFF's (or BigTIFF's) first image directory, without decoding."""
+    bo = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack_from(bo + "H", data, 2)[0] == 43
+    offset = struct.unpack_from(bo + ("Q" if big else "I"), data, 8 if big else 4)[0]
+    count = struct.unpack_from(bo + ("Q" if big else "H"), data, offset)[0]
+    first, step, value_at = offset + (8 if big else 2), (20 if big else 12), (12 if big else 8)
+    value_types = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8
+    size = {}
+    for i in range(min(count, 4096)):
+        entry = first + i * step
+        tag, kind = struct.unpack_from(bo + "HH", data, entry)
+        if tag in (256, 257) and kind in value_types:
+            size[tag] = struct.unpack_from(bo + value_types[kind], data, entry + value_at)[0]
+    if len(size) != 2:
+        raise ValueError("no image width and height in the first directory")
+    return size[256], size[257]
 
 
 def _pillow_array(im) -> np.ndarray:
@@ -282,7 +303,7 @@ def _image_from_array(arr: np.ndarray, fmt: str, name: str) -> Media:
     return Media(data, "image", fmt, bits=bits, name=name)
 
 
-_TRUNCATED = re.compile(r"^(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_TRUNCATED = re.compile(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
 def audio_info(source, name: str):
@@ -360,7 +381,12 @@ class SaveOptions:
 def format_for_path(path: str, kind: str, default: str) -> str:
     """Output container from a file name's suffix (or the input's when it has none)."""
     suffix = os.path.splitext(path)[1].lower()
-    return format_for_suffix(suffix, kind) if suffix else default
+    if not suffix:
+        return default
+    try:
+        return format_for_suffix(suffix, kind)
+    except PwfilterError as exc:
+        raise PwfilterError(f"{path}: {exc}") from None  # name the file in the one error line
 
 
 def format_for_suffix(suffix: str, kind: str) -> str:
@@ -411,8 +437,8 @@ def encode_image(media: Media, fmt: str, options: SaveOptions) -> tuple[bytes, i
     bits = image_bits_for(media, fmt)
     top = 65535 if bits == 16 else 255
     arr, clipped = quantize(data, 0, top, top, np.uint16 if bits == 16 else np.uint8)
-    if arr.shape[2] == 1:
-        arr = arr[:, :, 0]
+    # The codecs need C order; results of channel selection or matmul may not be.
+    arr = np.ascontiguousarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
     if fmt == "PNG":
         import imagecodecs
 
@@ -422,9 +448,15 @@ def encode_image(media: Media, fmt: str, options: SaveOptions) -> tuple[bytes, i
     if fmt == "TIFF":
         import imagecodecs
 
+        # Explicit layout: without it an (H, W, 2) LA array is written as H pages of W x 2.
+        layout = {"photometric": "rgb" if media.channels >= 3 else "minisblack",
+                  "planarconfig": "contig"}
+        if media.channels in (2, 4):
+            layout["extrasample"] = 2  # unassociated alpha
         if options.compression is None:
-            return imagecodecs.tiff_encode(arr), clipped
-        return imagecodecs.tiff_encode(arr, compression="zlib", level=options.compression), clipped
+            return imagecodecs.tiff_encode(arr, **layout), clipped
+        return imagecodecs.tiff_encode(arr, compression="zlib", level=options.compression,
+                                       **layout), clipped
     from PIL import Image
 
     mode = MODES[media.channels]
@@ -506,7 +538,13 @@ def write_media(media: Media, target: str | BinaryIO, fmt: str,
     temporary path or an in-memory buffer.
     """
     if fmt == "NPY":
-        np.save(target, np.ascontiguousarray(media.data, dtype=np.float32), allow_pickle=False)
+        arr = np.ascontiguousarray(media.data, dtype=np.float32)
+        if isinstance(target, (str, os.PathLike)):
+            # np.save(path) would append ".npy" to the temporary name and leave it empty.
+            with open(target, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+        else:
+            np.save(target, arr, allow_pickle=False)
         return 0
     if fmt in IMAGE_FORMATS:
         blob, clipped = encode_image(media, fmt, options)

@@ -95,6 +95,12 @@ def atomic_path(target: str, overwrite: bool) -> Iterator[str]:
     try:
         yield tmp
         _publish(tmp, target, overwrite)
+    except OSError as exc:
+        # Disk full, permissions...: the file's own error, not an internal one (and the
+        # other inputs of a batch are still attempted).
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise PwfilterError(f"{target}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
