@@ -196,7 +196,11 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, process,
             report(common, name, target, result, facts, clipped, time.perf_counter() - start)
         except PwfilterError as exc:
             failed.append(name)
-            click.echo(f"pwfilter: error: {exc}", err=True)
+            message = str(exc)
+            shown = "<stdin>" if name == "-" else name
+            if shown not in message:
+                message = f"{shown}: {message}"
+            click.echo(f"pwfilter: error: {message}", err=True)
     if failed and len(inputs) > 1:
         click.echo(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
                    + ", ".join(failed), err=True)
@@ -400,8 +404,8 @@ def _check_kernel_memory(common: Common, media, kernel) -> None:
 
     from pwfilter import engine
 
-    g = engine.geometry(media.data.shape, kernel.shape, "full",
-                        np.dtype(media.data.dtype).itemsize)
+    shape = (max(media.data.shape[0], 1),) + media.data.shape[1:]  # streaming: header only
+    g = engine.geometry(shape, kernel.shape, "full", np.dtype(media.data.dtype).itemsize)
     common.limits.check_memory(min(engine.fft_memory(g), kernel.nbytes * media.channels * 4)
                                + media.data.nbytes * 3, f"{media.name} with this kernel")
 

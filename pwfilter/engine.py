@@ -216,15 +216,53 @@ def _cost_oa(g: Geometry) -> tuple[float, int]:
     return cost, nfft
 
 
+def rank_tolerance(dtype) -> float:
+    """Relative size (times the kernel's side) below which a singular value counts as zero:
+    well under the rounding of the computation's precision, so dropping it changes nothing."""
+    return 1e-7 if np.dtype(dtype) == np.float32 else 1e-13
+
+
+def _rank_one(k: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Column and row whose outer product is ``k``, if ``k`` is rank 1 (no SVD needed).
+
+    The row and column through the largest entry determine a rank-1 matrix;
+    the check is one outer product — cheap even for 401x401 Gaussians, whose
+    SVD alone would cost more than the blur.
+    """
+    i, j = np.unravel_index(np.argmax(np.abs(k)), k.shape)
+    peak = k[i, j]
+    if peak == 0:
+        return None
+    col, row = k[:, j], k[i, :] / peak
+    err = np.abs(np.outer(col, row) - k).max()
+    return (col, row) if err <= tol * max(k.shape) * abs(peak) else None
+
+
 def kernel_rank(kernel: np.ndarray, nd: int) -> tuple[int, float]:
-    """Numerical rank of a 2-D kernel (the largest over channels) and its relative tolerance."""
+    """Numerical rank of a 2-D kernel (the largest over channels) and its relative tolerance.
+
+    Rank 1 is recognised directly; otherwise kernels up to 64 taps a side get
+    an SVD, larger ones count as full rank (they go to the FFT anyway).
+    """
     if nd != 2:
         return 0, 0.0
+    base = rank_tolerance(kernel.dtype)
     k2 = kernel.reshape(-1, *kernel.shape[-2:]).astype(np.float64)
+    tol = max(k2.shape[-2:]) * base
+    if all(_rank_one(k, base) is not None for k in k2):
+        return 1, tol
+    if max(k2.shape[-2:]) > 64:
+        return min(k2.shape[-2:]), tol
     s = np.linalg.svd(k2, compute_uv=False)
-    tol = max(k2.shape[-2:]) * 1e-7
     ranks = (s > tol * s[:, :1]).sum(axis=1)
     return int(ranks.max()), tol
+
+
+def _cost_fft_pass(samples: int, n: int) -> float:
+    """A 1-D FFT pass (in cache-sized strips) along an axis of length n over ``samples``."""
+    nfft = _fast_len(n)
+    c = _fitted.FFT_1D
+    return c["per_nlogn"] * samples / n * nfft * math.log2(nfft) + c["per_sample"] * samples
 
 
 def _cost_separable(g: Geometry, rank: int) -> float:
@@ -239,8 +277,7 @@ def _cost_separable(g: Geometry, rank: int) -> float:
         samples = math.prod(shape) * g.channels
         c1 = _fitted.DIRECT_SEP
         direct = c1["per_mac"] * samples * m + c1["per_sample"] * samples
-        fft = (_fitted.FFT["per_nlogn"] * samples / n * _fast_len(n) * math.log2(_fast_len(n))
-               * _fitted.FFT_1D_FACTOR + _fitted.FFT["per_sample"] * samples)
+        fft = _cost_fft_pass(samples, n)
         total += min(direct, fft)
     return rank * total + _fitted.DIRECT_SEP["fixed"]
 
@@ -276,12 +313,17 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
     """
     costs: dict[str, float] = {}
     block = 0
+    if g.taps == 1 and "direct" in allow:
+        # One tap is a scaling: exact (bit-exact for identity) and cheapest directly.
+        return Plan("direct", {"direct": _cost_direct(g)}, "a single tap is a plain scaling")
     if "direct" in allow:
         costs["direct"] = _cost_direct(g)
     if "fft" in allow:
         costs["fft"] = _cost_fft(g)
-    if "oa" in allow and oa_block(g.ksize[0], g.padded[0]) < _fast_len(g.padded[0] + g.ksize[0] - 1):
-        costs["oa"], block = _cost_oa(g)  # only with two blocks or more
+    forced = len(allow) == 1
+    if "oa" in allow and (forced or oa_block(g.ksize[0], g.padded[0])
+                          < _fast_len(g.padded[0] + g.ksize[0] - 1)):
+        costs["oa"], block = _cost_oa(g)  # when it makes two blocks or more
     if "separable" in allow and 1 <= rank <= 3 and g.ndim == 2:
         costs["separable"] = _cost_separable(g, rank)
     costs = {k: v for k, v in costs.items() if math.isfinite(v)}
@@ -363,7 +405,12 @@ def _kernel_spectrum(kernel: np.ndarray, sizes, per_channel: bool, nd: int, work
     import scipy.fft
 
     axes = tuple(range(kernel.ndim - nd, kernel.ndim))
-    spec = scipy.fft.rfftn(kernel, s=sizes, axes=axes, workers=workers)
+    # Last axis first, on the kernel's few rows only; then the other axes on the
+    # zero-padded half spectrum (rfftn would transform all the zero rows too).
+    spec = scipy.fft.rfft(kernel, n=sizes[-1], axis=-1, workers=workers)
+    if nd > 1:
+        spec = scipy.fft.fftn(spec, s=sizes[:-1], axes=axes[:-1], workers=workers,
+                              overwrite_x=True)
     return np.moveaxis(spec, 0, -1) if per_channel else spec[..., None]
 
 
@@ -445,7 +492,14 @@ def separable_factors(kernel: np.ndarray, rank: int):
 
     For a shared kernel each is ``(kh,)``/``(kw,)``; per channel ``(C, kh)``/``(C, kw)``.
     """
+    base = rank_tolerance(kernel.dtype)
     k = kernel.astype(np.float64)
+    if rank == 1:
+        pairs = [_rank_one(kc, base) for kc in k.reshape(-1, *k.shape[-2:])]
+        if all(p is not None for p in pairs):
+            cols = np.stack([c for c, _ in pairs]).reshape(*k.shape[:-2], k.shape[-2])
+            rows = np.stack([r for _, r in pairs]).reshape(*k.shape[:-2], k.shape[-1])
+            return [(cols, rows)]
     u, s, vt = np.linalg.svd(k)
     terms = []
     for r in range(rank):
@@ -458,52 +512,88 @@ def separable_factors(kernel: np.ndarray, rank: int):
 
 def _pass_1d(xp: np.ndarray, w: np.ndarray, axis: int, per_channel: bool,
              workers: int) -> np.ndarray:
-    """Valid 1-D convolution along ``axis`` (direct or FFT by the fitted costs)."""
+    """Valid 1-D convolution of a 2-D image along ``axis`` (0 or 1), direct or by FFT.
+
+    The work is cut into strips run in threads (pocketfft and
+    ``scipy.ndimage`` release the GIL). FFT strips lie across the other axis
+    and are narrow (64 columns, 16 rows), so each strip's transforms stay in
+    cache — measured 1.7x faster than one whole-array transform at 12 MP.
+    Sliding sums use contiguous row strips (along axis 0 with an overlap of
+    m - 1 rows).
+    """
     from scipy import ndimage
 
     m = w.shape[-1]
     n = xp.shape[axis]
-    samples = xp.size
+    n_out = n - m + 1
     c1 = _fitted.DIRECT_SEP
-    direct = c1["per_mac"] * samples * m
+    direct = c1["per_mac"] * xp.size * m
     nfft = _fast_len(n)
-    fft = (_fitted.FFT["per_nlogn"] * samples / n * nfft * math.log2(nfft)
-           * _fitted.FFT_1D_FACTOR + _fitted.FFT["per_sample"] * samples)
+    fft = _cost_fft_pass(xp.size, n)
     keep = [slice(None)] * xp.ndim
-    if direct <= fft:
-        keep[axis] = slice(m // 2, m // 2 + n - m + 1)
-        wf = np.flip(w, axis=-1).astype(xp.dtype)
-        if not per_channel:
-            return ndimage.correlate1d(xp, wf, axis=axis, mode="constant")[tuple(keep)]
-        out = np.empty_like(xp[tuple(keep)])
-        for c in range(xp.shape[-1]):
-            out[..., c] = ndimage.correlate1d(xp[..., c], wf[c], axis=axis,
-                                              mode="constant")[tuple(keep[:-1])]
-        return out
-    import scipy.fft
+    if fft < direct:
+        import scipy.fft
 
-    spec = scipy.fft.rfft(xp, n=nfft, axis=axis, workers=workers)
-    kspec = scipy.fft.rfft(w.astype(xp.dtype), n=nfft, axis=-1)
-    shape = [1] * xp.ndim
-    shape[axis] = kspec.shape[-1]
-    if per_channel:
-        shape[-1] = xp.shape[-1]
-        kspec = np.moveaxis(kspec, 0, -1)
-    spec *= kspec.reshape(shape)
-    y = scipy.fft.irfft(spec, n=nfft, axis=axis, workers=workers)
-    keep[axis] = slice(m - 1, n)
-    return y[tuple(keep)]
+        kspec = scipy.fft.rfft(w.astype(xp.dtype), n=nfft, axis=-1)
+        shape = [1] * xp.ndim
+        shape[axis] = kspec.shape[-1]
+        if per_channel:
+            shape[-1] = xp.shape[-1]
+            kspec = np.moveaxis(kspec, 0, -1)
+        kspec = kspec.reshape(shape)
+        keep[axis] = slice(m - 1, n)
+
+        def compute(part):
+            spec = scipy.fft.rfft(part, n=nfft, axis=axis)
+            spec *= kspec
+            return scipy.fft.irfft(spec, n=nfft, axis=axis)[tuple(keep)]
+
+        along, width = 1 - axis, (64 if axis == 0 else 16)
+    else:
+        wf = np.flip(w, axis=-1).astype(xp.dtype)
+
+        def compute(part):
+            valid = [slice(None)] * part.ndim
+            valid[axis] = slice(m // 2, m // 2 + part.shape[axis] - m + 1)
+            if not per_channel:
+                return ndimage.correlate1d(part, wf, axis=axis, mode="constant")[tuple(valid)]
+            return np.stack([ndimage.correlate1d(part[..., c], wf[c], axis=axis,
+                                                 mode="constant")[tuple(valid[:-1])]
+                             for c in range(part.shape[-1])], axis=-1)
+
+        along = 0
+        width = max(16, -(-xp.shape[0] // (4 * workers)))
+    out_shape = list(xp.shape)
+    out_shape[axis] = n_out
+    out = np.empty(out_shape, xp.dtype)
+    pieces = []
+    for start in range(0, out_shape[along], width):
+        dst = [slice(None)] * xp.ndim
+        dst[along] = slice(start, start + width)
+        src = list(dst)
+        if along == axis:
+            src[axis] = slice(start, start + width + m - 1)
+        pieces.append((tuple(dst), tuple(src)))
+
+    def work(piece) -> None:
+        dst, src = piece
+        out[dst] = compute(xp[src])
+
+    if workers > 1 and len(pieces) > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, pieces))
+    else:
+        for piece in pieces:
+            work(piece)
+    return out
 
 
 def _separable_valid(xp: np.ndarray, kernel: np.ndarray, g: Geometry, rank: int,
                      workers: int) -> np.ndarray:
     out = None
     for col, row in separable_factors(kernel, rank):
-        def run(part, col=col, row=row):
-            y = _pass_1d(part, col, 0, g.per_channel, 1)
-            return _pass_1d(y, row, 1, g.per_channel, 1)
-
-        term = _in_strips(run, xp, g.ksize[0], g.out_shape[0], workers)
+        y = _pass_1d(xp, col, 0, g.per_channel, workers)
+        term = _pass_1d(y, row, 1, g.per_channel, workers)
         out = term if out is None else out + term
     return out
 

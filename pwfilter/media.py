@@ -594,3 +594,39 @@ def describe(m: Media) -> dict:
            "subtype": m.subtype or "FLOAT"}
     out["duration"] = round(n / m.rate, 6) if m.rate else None
     return out
+
+
+class AudioReader:
+    """An audio file opened for block-by-block reading (streaming), header already checked."""
+
+    def __init__(self, path: str, *, name: str | None = None, limits: Limits = Limits()):
+        self.name = name or path
+        self.path = path
+        _read_source(path, self.name)
+        info = audio_info(path, self.name)
+        self.frames = int(info.frames)
+        self.channels = int(info.channels)
+        self.rate = int(info.samplerate)
+        self.subtype = info.subtype
+        self.format = info.format
+
+    def meta(self) -> Media:
+        """A Media with no samples but the file's channels and metadata (for planning)."""
+        _, _, dtype = audio_read_dtype(self.subtype)
+        return Media(np.zeros((0, self.channels), dtype), "audio", self.format, rate=self.rate,
+                     subtype=self.subtype, name=self.name)
+
+    def blocks(self, size: int):
+        """Yield normalized float blocks of ``size`` frames (the last may be shorter)."""
+        import soundfile as sf
+
+        read_dtype, _, _ = audio_read_dtype(self.subtype)
+        try:
+            with sf.SoundFile(self.path) as f:
+                while True:
+                    raw = f.read(size, dtype=read_dtype, always_2d=True)
+                    if not raw.shape[0]:
+                        return
+                    yield pcm_to_float(raw, self.subtype)
+        except Exception as exc:  # noqa: BLE001 - libsndfile errors while decoding
+            raise PwfilterError(f"{self.name}: cannot decode audio ({_first_line(exc)})") from None

@@ -198,7 +198,9 @@ def named_kernel(spec: str, ndim: int, rate: int = 0) -> KernelSpec | None:
 
 
 def looks_inline(spec: str) -> bool:
-    return bool(re.fullmatch(r"[\s\d.,;+\-eE|#]+", spec)) and any(c.isdigit() for c in spec)
+    """Inline rows: every token a number (``nan``/``inf`` included, to be refused clearly)."""
+    tokens = [t for t in re.split(r"[\s,;|]+", spec.split("#", 1)[0]) if t]
+    return bool(tokens) and all(_is_number(t) for t in tokens)
 
 
 def load_kernel(spec: str, *, kind: str, channels: int, rate: int = 0,

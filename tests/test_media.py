@@ -371,10 +371,6 @@ def test_cli_identity_audio_is_bit_exact(tmp_path, fmt, subtype, bits, channels)
     np.testing.assert_array_equal(out, data)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli.py bug: convolve plans the stream path with reader.meta() (0 frames) and "
-    "_check_kernel_memory -> engine.geometry((0, C), (1,), 'full') refuses a 1-tap kernel; "
-    "remove this marker when fixed"))
 @pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_24"), ("FLAC", "PCM_24")])
 def test_cli_identity_kernel_audio_is_bit_exact(tmp_path, fmt, subtype):
     """convolve with the 1-tap identity kernel: same length in full mode, same samples."""

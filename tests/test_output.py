@@ -277,7 +277,8 @@ def test_encoder_failure_through_the_runner(tmp_path, rgb_png, monkeypatch):
     monkeypatch.setattr(media_mod, "encode_image", broken_encode)
     result = invoke("remix", src, "--matrix", ID3)
     assert result.return_value == 1
-    assert "pwfilter: error: simulated encoder failure" in result.stderr
+    assert result.stderr.startswith("pwfilter: error: ")
+    assert str(src) in result.stderr and "simulated encoder failure" in result.stderr
     assert snapshot(tmp_path) == before
 
 
