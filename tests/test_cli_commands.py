@@ -268,3 +268,28 @@ def test_cost_groups():
     assert conv_cost(32, 64, 5, groups=4)["separable_macs"] == 1_312
     r = run("cost", "--cin", "30", "--cout", "64", "-k", "3", "--groups", "4")
     assert r.returncode == 1 and r.stderr.startswith("pwfilter: error:")
+
+
+def test_kernel_larger_than_the_memory_limit_is_refused(rgb8, tmp_path):
+    p, a = rgb8
+    big = tmp_path / "big.npy"
+    np.save(big, np.ones((301, 301)))
+    out = tmp_path / "o.png"
+    r = run("convolve", p, big, "--max-memory", "1M", "-o", out)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pwfilter: error:")
+    assert "--max-memory" in lines[0] and str(p) in lines[0]
+    assert not out.exists()
+    ok = run("convolve", p, big, "--normalize-kernel", "-o", out)  # the default limit allows it
+    assert ok.returncode == 0, ok.stderr
+    assert read_png(out).shape == a.shape
+
+
+def test_bad_option_values_are_usage_errors(rgb8):
+    p, _ = rgb8
+    for args in (["blur", p, "--sigma", "-1"], ["blur", p, "--kind", "median"],
+                 ["convolve", p], ["remix", p]):
+        r = run(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Usage:" in r.stderr and "Traceback" not in r.stderr
