@@ -45,6 +45,19 @@ def median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(fns: dict, repeat: int) -> dict:
+    """Median time of each function, the functions taking turns (fair under drifting load)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def fmt(t: float | None) -> str:
     return "       -" if t is None else f"{t:8.3f}"
 
@@ -74,27 +87,23 @@ def section_engine(quick: bool, repeat: int) -> None:
     for k in (3, 5, 7, 9, 11, 15, 21, 31, 45, 63, 95, 127):
         kern = rng.random((k, k)).astype(np.float32)
         kern /= kern.sum()
-        g = engine.geometry(x.shape, kern.shape, "same")
-        times = {}
+        fns = {}
         for m in ("direct", "fft", "oa"):
-            predicted = engine.plan(x, kern, method=m).costs.get(m, 0)
-            if predicted > 4.0:
-                times[m] = None  # would take minutes; the model says so
-                continue
-            times[m] = median_time(lambda: engine.convolve(x, kern, boundary="zero", method=m),
-                                   repeat)
-        auto = median_time(lambda: engine.convolve(x, kern, boundary="zero"), repeat)
-        chosen = engine.plan(x, kern).method
-        fc = median_time(lambda: fftconvolve(x, kern[:, :, None], mode="same", axes=(0, 1)),
-                         repeat)
-        cvt = None
+            if engine.plan(x, kern, method=m).costs.get(m, 0) <= 4.0:  # else: minutes
+                fns[m] = lambda m=m: engine.convolve(x, kern, boundary="zero", method=m)
+        fns["auto"] = lambda: engine.convolve(x, kern, boundary="zero")
+        fns["fftconvolve"] = lambda: fftconvolve(x, kern[:, :, None], mode="same", axes=(0, 1))
         if cv2 is not None:
-            cvt = median_time(lambda: cv2.filter2D(x, -1, kern[::-1, ::-1].copy(),
-                                                   borderType=cv2.BORDER_CONSTANT), repeat)
+            flipped = kern[::-1, ::-1].copy()
+            fns["filter2D"] = lambda: cv2.filter2D(x, -1, flipped,
+                                                   borderType=cv2.BORDER_CONSTANT)
+        times = interleaved(fns, repeat)
+        chosen = engine.plan(x, kern).method
+        auto, fc, cvt = times["auto"], times["fftconvolve"], times.get("filter2D")
+        times = {m: times.get(m) for m in ("direct", "fft", "oa")}
         best = min(t for t in times.values() if t is not None)
         print(f"{k:>4} {fmt(times['direct'])} {fmt(times['fft'])} {fmt(times['oa'])} "
               f"{fmt(auto)} {chosen:>9} {fmt(fc)} {fmt(cvt)} {auto / best:9.2f} {auto / fc:9.2f}")
-        del g
 
     print("\n## engine: stereo float32 audio, mode full (seconds, median)")
     print(f"{'seconds':>8} {'taps':>7} {'direct':>8} {'fft':>8} {'oa':>8} {'auto':>8} "
@@ -106,18 +115,17 @@ def section_engine(quick: bool, repeat: int) -> None:
         for taps in (31, 1001, 48_000, 144_000):
             ir = (rng.standard_normal(taps) * np.exp(-np.arange(taps) / (taps / 5))).astype(
                 np.float32)
-            times = {}
+            fns = {}
             for m in ("direct", "fft", "oa"):
-                predicted = engine.plan(a, ir, mode="full", method=m).costs.get(m, 0)
-                if predicted > 4.0:
-                    times[m] = None
-                    continue
-                times[m] = median_time(lambda: engine.convolve(a, ir, mode="full", method=m),
-                                       repeat)
-            auto = median_time(lambda: engine.convolve(a, ir, mode="full"), repeat)
+                if engine.plan(a, ir, mode="full", method=m).costs.get(m, 0) <= 4.0:
+                    fns[m] = lambda m=m: engine.convolve(a, ir, mode="full", method=m)
+            fns["auto"] = lambda: engine.convolve(a, ir, mode="full")
+            fns["fftconvolve"] = lambda: fftconvolve(a, ir[:, None], mode="full", axes=0)
+            fns["oaconvolve"] = lambda: oaconvolve(a, ir[:, None], mode="full", axes=0)
+            times = interleaved(fns, repeat)
             chosen = engine.plan(a, ir, mode="full").method
-            fc = median_time(lambda: fftconvolve(a, ir[:, None], mode="full", axes=0), repeat)
-            oc = median_time(lambda: oaconvolve(a, ir[:, None], mode="full", axes=0), repeat)
+            auto, fc, oc = times["auto"], times["fftconvolve"], times["oaconvolve"]
+            times = {m: times.get(m) for m in ("direct", "fft", "oa")}
             best = min(t for t in times.values() if t is not None)
             print(f"{secs:>8} {taps:>7} {fmt(times['direct'])} {fmt(times['fft'])} "
                   f"{fmt(times['oa'])} {fmt(auto)} {chosen:>7} {fmt(fc)} {fmt(oc)} "
@@ -133,12 +141,12 @@ def section_blur(quick: bool, repeat: int) -> None:
     x = rng.random((h, w, 3), dtype=np.float32)
     print(f"\n## blur: Gaussian, {w}x{h} RGB float32, reflect boundary (seconds, median)")
     print(f"{'sigma':>6} {'pwfilter':>9} {'method':>10} {'ndimage':>8} {'cv2':>8} {'/sigma2':>8}")
-    base = None
-    for sigma in (2, 20, 50):
-        kern = ops.blur_kernel("gaussian", 2, sigma=sigma)
-        opts = ops.FilterOptions()
-        t = median_time(lambda: ops.filter_array(x, kern, kind="image", opts=opts), repeat)
-        method = engine.plan(x.astype(np.float32), kern.astype(np.float32)).method
+    kernels = {sigma: ops.blur_kernel("gaussian", 2, sigma=sigma) for sigma in (2, 20, 50)}
+    fns = {sigma: (lambda k=k: ops.filter_array(x, k, kind="image"))
+           for sigma, k in kernels.items()}
+    times = interleaved(fns, repeat)
+    for sigma, k in kernels.items():
+        method = engine.plan(x, k.astype(np.float32)).method
         nd = None
         if sigma <= 20 and not quick:
             nd = median_time(lambda: ndimage.gaussian_filter(x, sigma, axes=(0, 1)), 1)
@@ -146,8 +154,8 @@ def section_blur(quick: bool, repeat: int) -> None:
         if cv2 is not None:
             cvt = median_time(lambda: cv2.GaussianBlur(x, (0, 0), sigma,
                                                        borderType=cv2.BORDER_REFLECT), repeat)
-        base = base or t
-        print(f"{sigma:>6} {fmt(t)} {method:>10} {fmt(nd)} {fmt(cvt)} {t / base:8.2f}")
+        print(f"{sigma:>6} {fmt(times[sigma])} {method:>10} {fmt(nd)} {fmt(cvt)} "
+              f"{times[sigma] / times[2]:8.2f}")
 
 
 def run_cmd(args: list[str], repeat: int) -> float:
