@@ -258,11 +258,19 @@ def kernel_rank(kernel: np.ndarray, nd: int) -> tuple[int, float]:
     return int(ranks.max()), tol
 
 
-def _cost_fft_pass(samples: int, n: int) -> float:
-    """A 1-D FFT pass (in cache-sized strips) along an axis of length n over ``samples``."""
+def _pass_costs(samples: int, n: int, m: int) -> tuple[float, float]:
+    """Predicted (direct, fft) cost of a 1-D pass of m taps along an axis of length n.
+
+    The FFT pass runs in cache-sized strips (see :func:`_pass_1d`), so it has
+    constants of its own.
+    """
+    d = _fitted.DIRECT_SEP
+    direct = d["per_mac"] * samples * m + d["per_sample"] * samples
     nfft = _fast_len(n)
-    c = _fitted.FFT_1D
-    return c["per_nlogn"] * samples / n * nfft * math.log2(nfft) + c["per_sample"] * samples
+    f = _fitted.FFT_1D
+    fft = (f["per_nlogn"] * samples / n * nfft * math.log2(nfft) + f["per_sample"] * samples
+           + _fitted.FFT["fixed"])  # a transform call's own overhead
+    return direct, fft
 
 
 def _cost_separable(g: Geometry, rank: int) -> float:
@@ -270,15 +278,9 @@ def _cost_separable(g: Geometry, rank: int) -> float:
         return math.inf
     total = 0.0
     for axis in range(2):
-        m = g.ksize[axis]
-        n = g.padded[axis] if axis == 0 else g.padded[axis]
-        # pass along `axis` on an array already valid-cropped on earlier axes
+        # a pass along `axis` on an array already valid-cropped on earlier axes
         shape = [g.out_shape[i] if i < axis else g.padded[i] for i in range(2)]
-        samples = math.prod(shape) * g.channels
-        c1 = _fitted.DIRECT_SEP
-        direct = c1["per_mac"] * samples * m + c1["per_sample"] * samples
-        fft = _cost_fft_pass(samples, n)
-        total += min(direct, fft)
+        total += min(_pass_costs(math.prod(shape) * g.channels, g.padded[axis], g.ksize[axis]))
     return rank * total + _fitted.DIRECT_SEP["fixed"]
 
 
@@ -526,10 +528,8 @@ def _pass_1d(xp: np.ndarray, w: np.ndarray, axis: int, per_channel: bool,
     m = w.shape[-1]
     n = xp.shape[axis]
     n_out = n - m + 1
-    c1 = _fitted.DIRECT_SEP
-    direct = c1["per_mac"] * xp.size * m
+    direct, fft = _pass_costs(xp.size, n, m)
     nfft = _fast_len(n)
-    fft = _cost_fft_pass(xp.size, n)
     keep = [slice(None)] * xp.ndim
     if fft < direct:
         import scipy.fft

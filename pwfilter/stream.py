@@ -322,6 +322,25 @@ def _put(q: queue.Queue, item, stop: threading.Event | None) -> None:
                     pass
 
 
+def stream_for(reader, kernel: np.ndarray, fopts, default_mode: str | None,
+               remix=None) -> StreamFilter | None:
+    """The streaming form of a filter job, or None where only the in-memory path applies."""
+    mode, boundary = fopts.resolved("audio", default_mode)
+    if boundary != "zero" or (mode == "valid" and reader.frames < kernel.shape[-1]):
+        return None
+    k = np.flip(kernel, axis=-1) if fopts.correlate else kernel
+    if k.ndim == 2 and k.shape[0] == 1:
+        k = k[0]
+    if k.ndim == 2 and k.shape[0] != reader.channels:
+        return None  # the in-memory path reports the mismatch
+    dtype = reader.meta().data.dtype.type
+    return StreamFilter(reader.channels, reader.frames, np.ascontiguousarray(k), mode=mode,
+                        scale=fopts.scale, bias=fopts.bias, dry=fopts.dry, wet=fopts.wet,
+                        matrix=None if remix is None else remix.matrix,
+                        matrix_bias=None if remix is None else remix.bias, dtype=dtype,
+                        workers=fopts.workers)
+
+
 def read_block_size(f: StreamFilter) -> int:
     """Frames per read: small, the convolver gathers its own batches."""
     return 1 << 18
