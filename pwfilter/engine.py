@@ -300,11 +300,16 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
     - oa:        the same per block of an overlap-add along the first axis,
       blocks about 8x the kernel (2^14..2^19), which wins when the input is
       much longer than the kernel (long audio);
-    - separable: for a 2-D kernel of numerical rank r (SVD, tolerance
-      1e-7 · max(kh, kw) relative to the largest singular value),
-      r · (pass along rows + pass along columns), each pass the cheaper of
-      direct and 1-D FFT — Gaussian and box blurs have r = 1, so their
-      cost is ~ kh + kw instead of kh · kw per output.
+    - separable: for a 2-D kernel of numerical rank r ≤ 3 (rank 1 checked
+      directly, otherwise an SVD with tolerance ``rank_tolerance(dtype)`` ·
+      max(kh, kw) relative to the largest singular value — far below the
+      computation's rounding), r · (pass along rows + pass along columns),
+      each pass the cheaper of direct and 1-D FFT in cache-sized strips —
+      Gaussian and box blurs have r = 1, so their cost is ~ kh + kw instead
+      of kh · kw per output, and flat in sigma once the passes use FFTs.
+
+    A single tap is a scaling and always runs direct (bit-exact for the
+    identity kernel).
 
     Like SciPy's ``choose_conv_method`` this compares predicted costs of
     whole methods rather than a single size threshold such as OpenCV's
