@@ -48,6 +48,21 @@ class Common:
         return Limits(max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS,
                       max_memory=parse_size(self.max_memory) if self.max_memory else 0)
 
+    @functools.cached_property
+    def stream_budget(self) -> int:
+        """``--stream-above``: bytes of in-memory working set above which audio streams."""
+        from pwfilter.limits import parse_size
+        from pwfilter.stream import STREAM_BUDGET
+
+        if self.stream_above is None:
+            return STREAM_BUDGET
+        if self.stream_above.strip() == "0":
+            return 0
+        try:
+            return parse_size(self.stream_above)
+        except PwfilterError as exc:
+            raise click.BadParameter(str(exc), param_hint="--stream-above") from None
+
     def note(self, message: str) -> None:
         if not self.quiet:
             click.echo(f"pwfilter: {message}", err=True)
@@ -68,53 +83,29 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, process,
     failures are reported one line each and summarised.
     """
     from pwfilter import media as m
-    from pwfilter.output import STDOUT, atomic_path, check_target, plan_output
 
-    if not inputs:
-        raise click.UsageError("no INPUT given")
-    if inputs.count("-") > 1:
-        raise click.UsageError("standard input (-) can be read only once")
-    if common.output and common.output != STDOUT and len(inputs) > 1 and \
-            not (common.output.endswith(("/", os.sep)) or os.path.isdir(common.output)):
-        raise click.UsageError(f"-o {common.output}: one output file for {len(inputs)} inputs "
-                               "(end it with / to write into a folder)")
-    if common.output == STDOUT and len(inputs) > 1:
-        raise click.UsageError("-o - writes one result; give one INPUT")
+    suffix = _check_usage(common, inputs)
     if common.output and common.output.endswith(("/", os.sep)):
         try:
             os.makedirs(common.output, exist_ok=True)
         except OSError as exc:
             raise PwfilterError(f"-o {common.output}: cannot create the folder ({exc.strerror})")
-    suffix = None
-    if common.format:
-        suffix = "." + common.format.lower().lstrip(".")
     options = m.SaveOptions(quality=common.quality, compression=common.compression)
     failed: list[str] = []
+    written: dict[str, str] = {}
     for name in inputs:
         start = time.perf_counter()
         try:
-            target = plan_output(name, command, common.output, suffix, len(inputs) > 1)
-            check_target(target, inputs, common.overwrite)
-            if stream is not None and target != STDOUT and _is_audio_file(name, m):
-                done = _try_stream(common, name, target, suffix, stream, normalize, options, m)
-                if done is not None:
-                    report(common, name, target, *done, time.perf_counter() - start)
-                    continue
-            media = m.load_media(name, limits=common.limits)
-            result, facts = process(media)
-            fmt = _output_format(target, suffix, result, m)
-            if target == STDOUT:
-                buf = io.BytesIO()
-                clipped = m.write_media(result, buf, fmt, options)
-                sys.stdout.buffer.write(buf.getvalue())
-                sys.stdout.buffer.flush()
-            else:
-                with atomic_path(target, common.overwrite) as tmp:
-                    clipped = m.write_media(result, tmp, fmt, options)
-            report(common, name, target, result, facts, clipped, time.perf_counter() - start)
-        except PwfilterError as exc:
+            _run_one(common, name, inputs, command, process, stream, normalize, suffix,
+                     options, written, start)
+        except (PwfilterError, MemoryError) as exc:
             failed.append(name)
-            message = str(exc)
+            if common.debug:
+                import traceback
+
+                traceback.print_exc()
+            message = str(exc) if isinstance(exc, PwfilterError) else \
+                "out of memory (a smaller job, or a lower --max-memory to be refused early)"
             shown = "<stdin>" if name == "-" else name
             if shown not in message:
                 message = f"{shown}: {message}"
@@ -123,6 +114,83 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, process,
         click.echo(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
                    + ", ".join(failed), err=True)
     return 1 if failed else 0
+
+
+def _check_usage(common: Common, inputs: tuple[str, ...]) -> str | None:
+    """Usage errors (exit 2) found before any file is touched; return the --format suffix."""
+    from pwfilter.output import STDOUT
+
+    out = common.output
+    if not inputs:
+        raise click.UsageError("no INPUT given")
+    if inputs.count("-") > 1:
+        raise click.UsageError("standard input (-) can be read only once")
+    if out == "":
+        raise click.UsageError("-o needs a path (or - for standard output)")
+    is_dir = out is not None and (out.endswith(("/", os.sep)) or os.path.isdir(out))
+    if out and out != STDOUT and len(inputs) > 1 and not is_dir:
+        raise click.UsageError(f"-o {out}: one output file for {len(inputs)} inputs "
+                               "(end it with / to write into a folder)")
+    if out == STDOUT and len(inputs) > 1:
+        raise click.UsageError("-o - writes one result; give one INPUT")
+    if out == STDOUT and sys.stdout.isatty():
+        raise click.UsageError("-o - would write binary data to the terminal; "
+                               "redirect it to a file or a pipe")
+    suffix = None
+    if common.format:
+        suffix = "." + common.format.lower().lstrip(".")
+        given = os.path.splitext(out)[1].lower() if out and out != STDOUT and not is_dir else ""
+        if given and given != suffix:
+            raise click.UsageError(f"--format {common.format} contradicts the output name {out}")
+    if common.stream_above is not None:
+        common.stream_budget  # noqa: B018 - parse now: a bad SIZE is a usage error
+    return suffix
+
+
+def _run_one(common: Common, name: str, inputs, command: str, process, stream,
+             normalize: bool, suffix, options, written: dict, start: float) -> None:
+    """The whole job for one input (errors propagate to :func:`run_each`)."""
+    from pwfilter import media as m
+    from pwfilter.output import STDOUT, atomic_path, check_target, plan_output
+
+    if name != "-" and not os.path.lexists(name):
+        raise PwfilterError(f"{name}: no such file")
+    media = None
+    if name == "-":  # the format (and so the suffix of a planned name) is known only now
+        media = m.load_media(name, limits=common.limits)
+        suffix = suffix or m.FORMAT_SUFFIX.get(media.format, "")
+    target = plan_output(name, command, common.output, suffix, len(inputs) > 1)
+    if target != STDOUT:
+        key = os.path.realpath(target)
+        if key in written:
+            raise PwfilterError(f"{target}: already written by this run from {written[key]} "
+                                "(inputs with the same name into one folder)")
+    check_target(target, inputs, common.overwrite)
+    if media is None and stream is not None and target != STDOUT and _is_audio_file(name, m):
+        done = _try_stream(common, name, target, suffix, stream, normalize, options, m)
+        if done is not None:
+            written[os.path.realpath(target)] = name
+            report(common, name, target, *done, time.perf_counter() - start)
+            return
+    if media is None:
+        media = m.load_media(name, limits=common.limits)
+    # input, padded copy, output and transform buffers: about four times the samples
+    common.limits.check_memory(media.data.nbytes * 4, name)
+    result, facts = process(media)
+    fmt = _output_format(target, suffix, result, m)
+    for note in m.save_notes(media, result, fmt):
+        common.note(f"{name}: {note}")
+    if target == STDOUT:
+        buf = io.BytesIO()
+        clipped = m.write_media(result, buf, fmt, options)
+        sys.stdout.buffer.write(buf.getvalue())
+        sys.stdout.buffer.flush()
+    else:
+        with atomic_path(target, common.overwrite) as tmp:
+            clipped = m.write_media(result, tmp, fmt, options)
+        written[os.path.realpath(target)] = name
+    facts = dict(facts, normalized=normalize)
+    report(common, name, target, result, facts, clipped, time.perf_counter() - start)
 
 
 def _is_audio_file(name: str, m) -> bool:
@@ -141,7 +209,6 @@ def _try_stream(common: Common, name, target, suffix, stream, normalize, options
     import numpy as np
 
     from pwfilter import stream as st
-    from pwfilter.limits import parse_size
     from pwfilter.output import atomic_path
 
     reader = m.AudioReader(name, limits=common.limits)
@@ -149,10 +216,7 @@ def _try_stream(common: Common, name, target, suffix, stream, normalize, options
     job = stream(reader)
     if job is None:
         return None
-    budget = st.STREAM_BUDGET
-    if common.stream_above is not None:
-        budget = 0 if common.stream_above.strip() == "0" else parse_size(common.stream_above)
-    want, why = st.should_stream(reader.frames, reader.channels, job.m, budget)
+    want, why = st.should_stream(reader.frames, reader.channels, job.m, common.stream_budget)
     common.detail(f"{name}: {why}")
     if not want:
         return None
@@ -205,10 +269,19 @@ def _output_format(target, suffix, result, m) -> str:
 
 
 def report(common: Common, name, target, result, facts: dict, clipped: int, seconds: float):
+    """Notes on stderr (clipping; with -v the plan), and the ``--json`` line.
+
+    With the result on standard output the JSON line goes to stderr, so the
+    data stream stays clean.
+    """
     if clipped:
-        what = "pixel values" if result.kind == "image" else "samples"
-        common.note(f"{name}: {clipped:,} {what} clipped to the output format's range "
-                    "(use --normalize to scale to the peak instead)")
+        if result.kind == "image":
+            what = "pixel value" if clipped == 1 else "pixel values"
+        else:
+            what = "sample" if clipped == 1 else "samples"
+        hint = ("negative values clip at 0 in images" if facts.get("normalized") else
+                "use --normalize to scale to the peak instead")
+        common.note(f"{name}: {clipped:,} {what} clipped to the output format's range ({hint})")
     plan = facts.get("plan")
     if plan is not None:
         common.detail(f"{name}: {plan.describe()}")
@@ -221,6 +294,6 @@ def report(common: Common, name, target, result, facts: dict, clipped: int, seco
                "seconds": round(seconds, 4), "clipped": clipped}
         if plan is not None:
             obj["predicted"] = {k: round(v, 6) for k, v in plan.costs.items()}
-        click.echo(json.dumps(obj))
+        click.echo(json.dumps(obj), err=target == "-")
     elif target != "-":
         common.detail(f"{name} -> {target} ({seconds:.3f} s)")

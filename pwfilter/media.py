@@ -223,7 +223,7 @@ def _load_image(data: bytes, fmt: str, name: str, limits: Limits) -> Media:
     try:
         if fmt == "PNG":
             width, height, depth, color = _png_header(data, name)
-            limits.check_pixels(width, height, name)
+            _check_decode(limits, width, height, {0: 1, 2: 3, 4: 2}.get(color, 4), name)
             if color != 3 and depth >= 8:
                 import imagecodecs
 
@@ -232,11 +232,11 @@ def _load_image(data: bytes, fmt: str, name: str, limits: Limits) -> Media:
             # Pillow cannot open some TIFFs imagecodecs decodes (16-bit LA): size from the IFD.
             import imagecodecs
 
-            limits.check_pixels(*_tiff_size(data), name)
+            _check_decode(limits, *_tiff_size(data), 4, name)
             return _image_from_array(imagecodecs.tiff_decode(data), fmt, name)
         Image.MAX_IMAGE_PIXELS = None  # our own limit applies, before decoding
         with Image.open(io.BytesIO(data)) as im:
-            limits.check_pixels(im.width, im.height, name)
+            _check_decode(limits, im.width, im.height, min(len(im.getbands()) + 1, 4), name)
             return _image_from_array(_pillow_array(im), fmt, name)
     except PwfilterError:
         raise
@@ -245,6 +245,16 @@ def _load_image(data: bytes, fmt: str, name: str, limits: Limits) -> Media:
     except Exception as exc:  # noqa: BLE001 - codecs raise many types for corrupt data
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PwfilterError(f"{name}: corrupt or truncated {fmt} ({detail})") from None
+
+
+def _check_decode(limits: Limits, width: int, height: int, channels: int, name: str) -> None:
+    """Refuse before decoding: too many pixels, or more working memory than allowed.
+
+    The working set of an image job is about four float32 copies of it
+    (input, extended input, output, transform buffers).
+    """
+    limits.check_pixels(width, height, name)
+    limits.check_memory(int(width) * int(height) * channels * 4 * 4, name)
 
 
 def _tiff_size(data: bytes) -> tuple[int, int]:
@@ -415,8 +425,10 @@ def quantize(data: np.ndarray, lo: float, hi: float, scale: float, dtype) -> tup
     nbad = int(bad.sum())
     if nbad:
         scaled[bad] = 0
+    # Clipped: moved by more than one step of the grid (a peak of exactly +1.0
+    # written as PCM becomes the largest code, one step down: that is rounding).
+    clipped = int(np.count_nonzero((scaled < lo - 1) | (scaled > hi + 1))) + nbad
     np.rint(scaled, out=scaled)
-    clipped = int(np.count_nonzero((scaled < lo) | (scaled > hi))) + nbad
     np.clip(scaled, lo, hi, out=scaled)
     return scaled.astype(dtype), clipped
 
@@ -470,6 +482,17 @@ def encode_image(media: Media, fmt: str, options: SaveOptions) -> tuple[bytes, i
     except (OSError, ValueError) as exc:
         raise PwfilterError(f"cannot write {mode} as {fmt} ({exc})") from None
     return buf.getvalue(), clipped
+
+
+def save_notes(source: Media, result: Media, fmt: str) -> list[str]:
+    """What writing ``result`` as ``fmt`` changes that the user did not ask for."""
+    notes = []
+    if result.kind == "image" and source.bits == 16 and fmt in IMAGE_FORMATS \
+            and image_bits_for(result, fmt) == 8:
+        notes.append(f"{fmt} holds 8 bits per sample: the 16-bit result is reduced to 8 bits")
+    if result.kind == "audio" and fmt not in ("NPY",) and not result.rate:
+        notes.append("no sample rate in the input: the audio file is written at 48000 Hz")
+    return notes
 
 
 def audio_subtype_for(media: Media, fmt: str) -> str:

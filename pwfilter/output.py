@@ -67,8 +67,13 @@ def check_target(target: str, inputs: Sequence[str], overwrite: bool) -> None:
     for src in inputs:
         if src != "-" and _same_file(src, target):
             raise PwfilterError(f"{target}: refusing to write over an input file")
+    if not target:
+        raise PwfilterError("the output path is empty")
     if os.path.isdir(target):
         raise PwfilterError(f"{target}: is a directory")
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise PwfilterError(f"{target}: not a regular file (a device, FIFO or socket); "
+                            "pwfilter replaces only regular files")
     if os.path.lexists(target) and not overwrite:
         raise PwfilterError(f"{target}: exists (use --overwrite to replace it)")
     folder = os.path.dirname(target) or "."
