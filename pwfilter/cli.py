@@ -60,6 +60,61 @@ def common_options(fn):
     return wrapper
 
 
+class FiniteFloat(click.ParamType):
+    """A float that must be finite (NaN and Inf are usage errors)."""
+
+    name = "float"
+
+    def __init__(self, positive: bool = False):
+        self.positive = positive
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except ValueError:
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not finite", param, ctx)
+        if self.positive and number <= 0:
+            self.fail(f"{value!r} must be positive", param, ctx)
+        return number
+
+
+FLOAT = FiniteFloat()
+
+
+def kernel_options(fn):
+    """Options shaping a kernel (``convolve`` KERNEL, ``dsconv --depthwise``)."""
+    options = [
+        click.option("--correlate", is_flag=True,
+                     help="Apply the kernel unflipped (as OpenCV filter2D)."),
+        click.option("--normalize-kernel", type=click.Choice(["sum", "l1", "energy", "peak"]),
+                     is_flag=False, flag_value="sum", default=None,
+                     help="Divide the kernel by its sum (default), L1 norm, energy or peak."),
+        click.option("--resample-ir", is_flag=True,
+                     help="Resample an impulse response to the input's rate."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def load_kernel(common: Common, spec: str, media, normalize_kernel, resample_ir):
+    """The kernel for one input: parsed, checked against memory, normalised if asked."""
+    from pwfilter import specs
+
+    ks = specs.load_kernel(spec, kind=media.kind, channels=media.channels, rate=media.rate,
+                           resample_ir=resample_ir, load_audio=_kernel_loader(common))
+    k = ks.array
+    _check_kernel_memory(common, media, k)
+    if normalize_kernel:
+        k = specs.normalize_kernel(k, normalize_kernel, per_channel=k.ndim > media.data.ndim - 1)
+    return k, ks.default_mode
+
+
 def filter_options(fn):
     """Add the ``[filter]`` options, passed on as one ``FilterOptions``."""
     options = [
@@ -71,13 +126,13 @@ def filter_options(fn):
         click.option("--boundary",
                      type=click.Choice(["reflect", "mirror", "nearest", "wrap", "zero"]),
                      help="Edge rule (default: reflect for images, zero for audio)."),
-        click.option("--scale", type=float, default=1.0, show_default=True,
+        click.option("--scale", type=FLOAT, default=1.0, show_default=True,
                      help="Multiply the filtered result."),
-        click.option("--bias", type=float, default=0.0, show_default=True,
+        click.option("--bias", type=FLOAT, default=0.0, show_default=True,
                      help="Add to the filtered result (normalized units)."),
-        click.option("--dry", type=float, default=0.0, show_default=True,
+        click.option("--dry", type=FLOAT, default=0.0, show_default=True,
                      help="Amount of the unfiltered input mixed in."),
-        click.option("--wet", type=float, default=1.0, show_default=True,
+        click.option("--wet", type=FLOAT, default=1.0, show_default=True,
                      help="Amount of the filtered result."),
         click.option("--normalize", is_flag=True,
                      help="Scale the result to the format's peak (1/max|y|)."),
@@ -87,9 +142,6 @@ def filter_options(fn):
     def wrapper(*args, method, mode, boundary, scale, bias, dry, wet, normalize, **kwargs):
         from pwfilter.ops import FilterOptions
 
-        for name, value in (("--scale", scale), ("--bias", bias), ("--dry", dry), ("--wet", wet)):
-            if value != value or value in (float("inf"), float("-inf")):
-                raise click.BadParameter(f"{value} is not finite", param_hint=name)
         opts = FilterOptions(mode=mode, boundary=boundary, method=method, scale=scale, bias=bias,
                              dry=dry, wet=wet, normalize=normalize)
         return fn(*args, fopts=opts, **kwargs)
@@ -121,14 +173,9 @@ def _kernel_loader(common: Common):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
 @click.argument("kernel", metavar="KERNEL")
-@click.option("--correlate", is_flag=True, help="Apply the kernel unflipped (as OpenCV filter2D).")
-@click.option("--normalize-kernel", type=click.Choice(["sum", "l1", "energy", "peak"]),
-              is_flag=False, flag_value="sum", default=None,
-              help="Divide the kernel by its sum (default), L1 norm, energy or peak.")
-@click.option("--resample-ir", is_flag=True,
-              help="Resample an impulse response to the input's rate.")
+@kernel_options
 @filter_options
 @common_options
 def convolve(inputs, kernel, correlate, normalize_kernel, resample_ir, fopts, common):
@@ -137,26 +184,19 @@ def convolve(inputs, kernel, correlate, normalize_kernel, resample_ir, fopts, co
     KERNEL: a .npy/.txt/.csv file, inline rows ("1 2 1; 2 4 2; 1 2 1"), an
     audio impulse response, or a name: gaussian:S, box:N, identity, sharpen,
     laplacian, sobel-x, sobel-y, emboss; for audio lowpass:HZ[:TAPS],
-    highpass:HZ[:TAPS], bandpass:LO:HI[:TAPS].
+    highpass:HZ[:TAPS], bandpass:LO:HI[:TAPS]. Rows starting with a minus
+    sign go after -- or with a leading space: " -1 2 -1".
     """
     from dataclasses import replace
 
-    from pwfilter import ops, specs
+    from pwfilter import ops
 
+    if not inputs:
+        raise click.UsageError("missing KERNEL (pwfilter convolve INPUT... KERNEL)")
     fopts = replace(fopts, correlate=correlate, workers=common.jobs)
 
-    def build(media):
-        ks = specs.load_kernel(kernel, kind=media.kind, channels=media.channels, rate=media.rate,
-                               resample_ir=resample_ir, load_audio=_kernel_loader(common))
-        k = ks.array
-        _check_kernel_memory(common, media, k)
-        if normalize_kernel:
-            nd = media.data.ndim - 1
-            k = specs.normalize_kernel(k, normalize_kernel, per_channel=k.ndim > nd)
-        return k, ks.default_mode
-
     def process(media):
-        k, default_mode = build(media)
+        k, default_mode = load_kernel(common, kernel, media, normalize_kernel, resample_ir)
         y, plan = ops.filter_array(media.data, k, kind=media.kind, has_alpha=media.has_alpha,
                                    opts=fopts, default_mode=default_mode)
         return media.replace(data=y), {"plan": plan}
@@ -164,7 +204,8 @@ def convolve(inputs, kernel, correlate, normalize_kernel, resample_ir, fopts, co
     def stream(reader):
         from pwfilter.stream import stream_for
 
-        k, default_mode = build(reader.meta())
+        k, default_mode = load_kernel(common, kernel, reader.meta(), normalize_kernel,
+                                      resample_ir)
         return stream_for(reader, k, fopts, default_mode)
 
     return run_each(common, inputs, "convolve", process, stream, fopts.normalize)
@@ -185,14 +226,17 @@ def _check_kernel_memory(common: Common, media, kernel) -> None:
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--kind", type=click.Choice(["gaussian", "box"]), default="gaussian",
               show_default=True)
-@click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=2.0,
+@click.option("--sigma", type=FiniteFloat(positive=True), default=2.0,
               show_default=True, help="Gaussian standard deviation (pixels or samples).")
 @click.option("--radius", type=click.IntRange(0), default=1, show_default=True,
               help="Box radius: 2R+1 taps per axis.")
 @filter_options
 @common_options
 def blur(inputs, kind, sigma, radius, fopts, common):
-    """Blur each INPUT (Gaussian or box, separable, any size at the same cost)."""
+    """Blur each INPUT (Gaussian or box, separable, any size at about the same cost).
+
+    Images and audio keep their size (mode same), unless --mode says otherwise.
+    """
     from dataclasses import replace
 
     from pwfilter import ops
@@ -238,8 +282,10 @@ def _remix_for(media, matrix, bias, groups, shuffle, dry, wet):
               help="Grouped remix: each group of channels mixed on its own.")
 @click.option("--shuffle", type=click.IntRange(1), default=None, metavar="G",
               help="Channel shuffle of the outputs over G groups.")
-@click.option("--dry", type=float, default=0.0, show_default=True)
-@click.option("--wet", type=float, default=1.0, show_default=True)
+@click.option("--dry", type=FLOAT, default=0.0, show_default=True,
+              help="Amount of the input mixed in (needs C_out = C_in).")
+@click.option("--wet", type=FLOAT, default=1.0, show_default=True,
+              help="Amount of the remixed result.")
 @click.option("--normalize", is_flag=True, help="Scale the result to the format's peak.")
 @common_options
 def remix(inputs, matrix, bias, groups, shuffle, dry, wet, normalize, common):
@@ -266,40 +312,45 @@ def remix(inputs, matrix, bias, groups, shuffle, dry, wet, normalize, common):
 @cli.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--depthwise", "depthwise", required=True, metavar="KERNEL",
-              help="Per-channel kernel (as for convolve).")
+              help="Per-channel kernel (as convolve's KERNEL).")
 @click.option("--pointwise", "pointwise", required=True, metavar="SPEC",
               help="Channel matrix (as remix --matrix).")
-@click.option("--groups", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--shuffle", type=click.IntRange(1), default=None, metavar="G")
+@click.option("--groups", type=click.IntRange(1), default=1, show_default=True,
+              help="Grouped pointwise matrix: each group of channels mixed on its own.")
+@click.option("--shuffle", type=click.IntRange(1), default=None, metavar="G",
+              help="Channel shuffle of the outputs over G groups.")
+@kernel_options
 @filter_options
 @common_options
-def dsconv(inputs, depthwise, pointwise, groups, shuffle, fopts, common):
-    """Depthwise separable convolution: a depthwise kernel, then a pointwise matrix."""
+def dsconv(inputs, depthwise, pointwise, groups, shuffle, correlate, normalize_kernel,
+           resample_ir, fopts, common):
+    """Depthwise separable convolution: a depthwise kernel, then a pointwise matrix.
+
+    --scale and --bias act on the depthwise result; --dry/--wet mix the input
+    back in after the pointwise step (a residual connection).
+    """
     from dataclasses import replace
 
-    from pwfilter import ops, specs
+    from pwfilter import ops
 
-    fopts = replace(fopts, workers=common.jobs)
+    fopts = replace(fopts, correlate=correlate, workers=common.jobs)
 
     def build(media):
-        ks = specs.load_kernel(depthwise, kind=media.kind, channels=media.channels,
-                               rate=media.rate, load_audio=_kernel_loader(common))
-        _check_kernel_memory(common, media, ks.array)
+        k, default_mode = load_kernel(common, depthwise, media, normalize_kernel, resample_ir)
         r = _remix_for(media, pointwise, None, groups, shuffle or 0, 0.0, 1.0)
-        return ks, r
+        return k, default_mode, r
 
     def process(media):
-        ks, r = build(media)
-        y, plan = ops.dsconv_array(media.data, ks.array, r, kind=media.kind,
-                                   has_alpha=media.has_alpha,
-                                   opts=replace(fopts, mode=fopts.mode or ks.default_mode))
+        k, default_mode, r = build(media)
+        y, plan = ops.dsconv_array(media.data, k, r, kind=media.kind, has_alpha=media.has_alpha,
+                                   opts=replace(fopts, mode=fopts.mode or default_mode))
         return media.replace(data=y), {"plan": plan}
 
     def stream(reader):
         from pwfilter.stream import stream_for
 
-        ks, r = build(reader.meta())
-        return stream_for(reader, ks.array, fopts, ks.default_mode, r)
+        k, default_mode, r = build(reader.meta())
+        return stream_for(reader, k, fopts, default_mode, r)
 
     return run_each(common, inputs, "dsconv", process, stream, fopts.normalize)
 
@@ -307,17 +358,21 @@ def dsconv(inputs, depthwise, pointwise, groups, shuffle, fopts, common):
 @cli.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option("--max-pixels", type=click.IntRange(1), metavar="N",
+              help="Refuse images with more pixels (default 250,000,000).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def info(inputs, as_json, debug):
+def info(inputs, as_json, max_pixels, debug):
     """Describe each INPUT: size or rate, channels, depth or subtype, duration."""
+    from pwfilter.limits import DEFAULT_MAX_PIXELS, Limits
     from pwfilter.media import describe_file
 
-    failed = 0
+    limits = Limits(max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    failed = []
     for name in inputs:
         try:
-            d = describe_file(name)
+            d = describe_file(name, limits=limits)
         except PwfilterError as exc:
-            failed += 1
+            failed.append(name)
             click.echo(f"pwfilter: error: {exc}", err=True)
             continue
         if as_json:
@@ -330,6 +385,9 @@ def info(inputs, as_json, debug):
             rate = f" {d['rate']} Hz" if d.get("rate") else ""
             click.echo(f"{d['input']}: {d['kind']} {d['format']}{rate} {d['subtype']}, "
                        f"{d['channels']} channel(s), {d['frames']:,} frames{dur}")
+    if failed and len(inputs) > 1:
+        click.echo(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
+                   + ", ".join(failed), err=True)
     return 1 if failed else 0
 
 
@@ -337,11 +395,14 @@ def info(inputs, as_json, debug):
 @click.argument("name")
 @click.option("--rate", type=click.IntRange(1), help="Sample rate for FIR designs (Hz).")
 @click.option("--audio", "one_d", is_flag=True, help="The 1-D (audio) form of gaussian/box.")
-@click.option("-o", "--output", required=True, metavar="FILE", help="The .npy file to write.")
-@click.option("--overwrite", is_flag=True)
-@click.option("--debug", is_flag=True)
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="Where to write it: .npy, .txt/.csv (text rows), or - (.npy on stdout).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def kernel(name, rate, one_d, output, overwrite, debug):
-    """Write the named kernel NAME as .npy and print its shape, sum and rank."""
+    """Write the named kernel NAME and print its shape, sum and rank."""
+    import io
+
     import numpy as np
 
     from pwfilter import engine, specs
@@ -351,13 +412,25 @@ def kernel(name, rate, one_d, output, overwrite, debug):
     ks = specs.named_kernel(name, 1 if (one_d or fir) else 2, rate or 0)
     if ks is None:
         raise PwfilterError(f"unknown kernel {name!r} (one of: {', '.join(specs.KERNEL_NAMES)})")
-    check_target(output, (), overwrite)
-    with atomic_path(output, overwrite) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, ks.array)
+    buf = io.BytesIO()
+    if output.lower().endswith((".txt", ".csv")):
+        sep = "," if output.lower().endswith(".csv") else " "
+        np.savetxt(buf, np.atleast_2d(ks.array), fmt="%.17g", delimiter=sep,
+                   header=f"pwfilter kernel {ks.name}")
+    else:
+        np.save(buf, ks.array)
+    if output == "-":
+        if sys.stdout.isatty():
+            raise click.UsageError("-o - would write binary data to the terminal")
+        sys.stdout.buffer.write(buf.getvalue())
+    else:
+        check_target(output, (), overwrite)
+        with atomic_path(output, overwrite) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(buf.getvalue())
     rank = engine.kernel_rank(ks.array, ks.array.ndim)[0] if ks.array.ndim == 2 else 1
     click.echo(f"{output}: {ks.name} shape {ks.array.shape}, sum {ks.array.sum():.6g}, "
-               f"rank {rank}")
+               f"rank {rank}", err=output == "-")
     return 0
 
 
@@ -369,13 +442,15 @@ def kernel(name, rate, one_d, output, overwrite, debug):
               help="Groups of the pointwise part.")
 @click.option("--height", type=click.IntRange(1), help="Image height (per-image totals).")
 @click.option("--width", type=click.IntRange(1), help="Image width (per-image totals).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def cost(cin, cout, ksize, groups, height, width, as_json):
     """MACs and weights of a k x k convolution vs its depthwise separable form."""
     from pwfilter.cost import conv_cost, format_cost
 
     if (height is None) != (width is None):
         raise click.UsageError("--height and --width go together")
+    if cin % groups or cout % groups:
+        raise click.UsageError(f"--groups {groups} must divide --cin {cin} and --cout {cout}")
     c = conv_cost(cin, cout, ksize, groups=groups, height=height, width=width)
     click.echo(json.dumps(c) if as_json else format_cost(c))
     return 0
@@ -392,6 +467,12 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI with pwfilter's error boundary (exit 1 errors, 2 usage, 130 Ctrl-C)."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if not debug:
+        import warnings
+
+        # Overflow and similar arithmetic warnings would break the one-line contract;
+        # results are checked (clipping is counted, limits are enforced) instead.
+        warnings.simplefilter("ignore", RuntimeWarning)
     signal.signal(signal.SIGTERM, _interrupted)
     try:
         status = cli.main(args=args, prog_name="pwfilter", standalone_mode=False)

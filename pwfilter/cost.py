@@ -42,18 +42,20 @@ def conv_cost(cin: int, cout: int, k: int, *, groups: int = 1, height: int | Non
 
 def format_cost(c: dict) -> str:
     g = f", pointwise in {c['groups']} groups" if c["groups"] > 1 else ""
+    w = max(16, len(f"{c['standard_macs']:,}") + 2)
     lines = [
         f"k={c['k']}, C_in={c['cin']}, C_out={c['cout']}{g}",
-        f"{'':22}{'MACs/position':>16}{'weights':>14}",
-        f"{'standard k x k':22}{c['standard_macs']:>16,}{c['standard_params']:>14,}",
-        f"{'depthwise separable':22}{c['separable_macs']:>16,}{c['separable_params']:>14,}",
-        f"{'  depthwise':22}{c['depthwise_macs']:>16,}{c['depthwise_macs']:>14,}",
-        f"{'  pointwise':22}{c['pointwise_macs']:>16,}{c['pointwise_macs']:>14,}",
+        f"{'':22}{'MACs/position':>{w}}{'weights':>{w}}",
+        f"{'standard k x k':22}{c['standard_macs']:>{w},}{c['standard_params']:>{w},}",
+        f"{'depthwise separable':22}{c['separable_macs']:>{w},}{c['separable_params']:>{w},}",
+        f"{'  depthwise':22}{c['depthwise_macs']:>{w},}{c['depthwise_macs']:>{w},}",
+        f"{'  pointwise':22}{c['pointwise_macs']:>{w},}{c['pointwise_macs']:>{w},}",
     ]
     if "standard_macs_per_image" in c:
         lines.append(f"per {c['width']}x{c['height']} image: {c['standard_macs_per_image']:,} vs "
                      f"{c['separable_macs_per_image']:,} MACs")
+    saving = c["saving_percent"]
+    verdict = f"{saving:.1f} % fewer" if saving >= 0 else f"{-saving:.1f} % more"
     lines.append(f"ratio {c['ratio']:.4f} (1/C_out + 1/k^2 = "
-                 f"{1 / c['cout'] + 1 / c['k'] ** 2:.4f} for one group): "
-                 f"{c['saving_percent']:.1f} % fewer")
+                 f"{1 / c['cout'] + 1 / c['k'] ** 2:.4f} for one group): {verdict}")
     return "\n".join(lines)

@@ -592,7 +592,10 @@ def describe_file(source: str, *, limits: Limits = Limits()) -> dict:
     name = "<stdin>" if source == "-" else source
     blob = _read_source(source, name)
     head = blob[:64] if blob is not None else _read_head(source)
-    if blob is None and sniff_format(head, name) not in IMAGE_FORMATS | {"NPY"}:
+    fmt = sniff_format(head, name)
+    if blob is None and fmt not in IMAGE_FORMATS | {"NPY"}:
+        if fmt is None and _sniff_soundfile(source, None) is None:
+            raise PwfilterError(f"{name}: not a recognised image, audio or .npy file")
         info = audio_info(source, name)
         return {"input": name, "kind": "audio", "format": info.format, "frames": info.frames,
                 "channels": info.channels, "rate": info.samplerate, "subtype": info.subtype,

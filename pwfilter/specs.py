@@ -56,9 +56,15 @@ def _is_number(v: str) -> bool:
     return True
 
 
+MAX_ABS = 1e30
+"""Larger weights overflow float32 sums; no real kernel or matrix needs them."""
+
+
 def check_finite(arr: np.ndarray, what: str) -> None:
     if not np.isfinite(arr).all():
         raise PwfilterError(f"{what}: holds NaN or Inf values")
+    if arr.size and np.abs(arr).max() > MAX_ABS:
+        raise PwfilterError(f"{what}: values beyond ±{MAX_ABS:g} would overflow")
 
 
 def _load_array_file(path: str, what: str) -> np.ndarray:
@@ -165,7 +171,7 @@ def fir_design(name: str, args: list[str], rate: int) -> np.ndarray:
     if taps < 3 or taps % 2 == 0:
         raise PwfilterError(f"{what}: the tap count must be odd and at least 3, got {taps}")
     if not all(0 < f < nyq for f in freqs) or (nfreq == 2 and not freqs[0] < freqs[1]):
-        raise PwfilterError(f"{what}: frequencies must lie between 0 and {nyq:g} Hz "
+        raise PwfilterError(f"{what}: frequencies must lie strictly between 0 and {nyq:g} Hz "
                             f"(half the rate {rate} Hz), low before high")
     from scipy import signal  # only FIR designs pay for scipy.signal's import
 
@@ -183,8 +189,13 @@ def named_kernel(spec: str, ndim: int, rate: int = 0) -> KernelSpec | None:
     if name in ("gaussian", "box"):
         if len(args) != 1:
             raise PwfilterError(f"{spec}: expected {name}:{'SIGMA' if name == 'gaussian' else 'N'}")
-        v = (gaussian_1d(_number(args[0], spec)) if name == "gaussian"
-             else box_1d(_number(args[0], spec, int)))
+        if name == "gaussian":
+            v = gaussian_1d(_number(args[0], spec))
+        else:
+            size = _number(args[0], spec)
+            if size != int(size):
+                raise PwfilterError(f"{spec}: the box size is a whole number of taps")
+            v = box_1d(int(size))
         return KernelSpec(v if ndim == 1 else _outer(v), spec)
     if args:
         return None
@@ -198,9 +209,16 @@ def named_kernel(spec: str, ndim: int, rate: int = 0) -> KernelSpec | None:
 
 
 def looks_inline(spec: str) -> bool:
-    """Inline rows: every token a number (``nan``/``inf`` included, to be refused clearly)."""
-    tokens = [t for t in re.split(r"[\s,;|]+", spec.split("#", 1)[0]) if t]
-    return bool(tokens) and all(_is_number(t) for t in tokens)
+    """Inline rows: numbers separated by spaces, commas, ``;`` or ``|`` — or a single
+    number. A typo inside rows (``"1 2 x"``) still counts, so that it gets a clear
+    "not a number" error rather than "unknown name"."""
+    body = spec.split("#", 1)[0].strip()
+    tokens = [t for t in re.split(r"[\s,;|]+", body) if t]
+    if not tokens or os.path.exists(spec):
+        return False
+    if len(tokens) == 1:
+        return _is_number(tokens[0])
+    return any(_is_number(t) for t in tokens)
 
 
 def load_kernel(spec: str, *, kind: str, channels: int, rate: int = 0,
@@ -214,7 +232,7 @@ def load_kernel(spec: str, *, kind: str, channels: int, rate: int = 0,
     if looks_inline(spec):
         arr = parse_rows(spec, "kernel")
         return KernelSpec(_fit_kernel(arr, ndim, channels, spec), spec)
-    if os.path.exists(spec):
+    if os.path.isfile(spec):
         if load_audio is not None and not spec.lower().endswith((".npy", ".txt", ".csv")):
             return _impulse_response(spec, ndim, channels, rate, resample_ir, load_audio)
         return KernelSpec(_fit_kernel(_load_array_file(spec, "kernel"), ndim, channels, spec), spec)
@@ -250,9 +268,10 @@ def _fit_kernel(arr: np.ndarray, ndim: int, channels: int, what: str) -> np.ndar
 
 def _impulse_response(path, ndim, channels, rate, resample_ir, load_audio) -> KernelSpec:
     ir = load_audio(path)
-    if ir.kind != "audio" or ndim != 1:
-        if ir.kind == "image" and ndim == 2:
-            raise PwfilterError(f"kernel {path}: an image is not a kernel (use .npy or .txt)")
+    if ir.kind == "image":
+        raise PwfilterError(f"kernel {path}: an image is not a kernel (give kernels as "
+                            ".npy, .txt or inline rows)")
+    if ndim != 1:
         raise PwfilterError(f"kernel {path}: an audio impulse response needs an audio input")
     data = ir.data.astype(np.float64)
     if ir.rate and rate and ir.rate != rate:
@@ -348,7 +367,7 @@ def load_matrix(spec: str, *, kind: str, channels: int) -> MatrixSpec:
                 raise PwfilterError(f"matrix: per-group blocks of different shapes {sorted(shapes)}")
             return MatrixSpec(np.stack(blocks), None, spec)
         return MatrixSpec(blocks[0], None, spec)
-    if os.path.exists(spec):
+    if os.path.isfile(spec):
         arr = _load_array_file(spec, "matrix")
         if arr.ndim == 1:
             arr = arr[None, :]
