@@ -412,13 +412,14 @@ def kernel(name, rate, one_d, output, overwrite, debug):
     ks = specs.named_kernel(name, 1 if (one_d or fir) else 2, rate or 0)
     if ks is None:
         raise PwfilterError(f"unknown kernel {name!r} (one of: {', '.join(specs.KERNEL_NAMES)})")
+    dense = np.asarray(ks.array)
     buf = io.BytesIO()
     if output.lower().endswith((".txt", ".csv")):
         sep = "," if output.lower().endswith(".csv") else " "
-        np.savetxt(buf, np.atleast_2d(ks.array), fmt="%.17g", delimiter=sep,
+        np.savetxt(buf, np.atleast_2d(dense), fmt="%.17g", delimiter=sep,
                    header=f"pwfilter kernel {ks.name}")
     else:
-        np.save(buf, ks.array)
+        np.save(buf, dense)
     if output == "-":
         if sys.stdout.isatty():
             raise click.UsageError("-o - would write binary data to the terminal")
@@ -428,8 +429,8 @@ def kernel(name, rate, one_d, output, overwrite, debug):
         with atomic_path(output, overwrite) as tmp:
             with open(tmp, "wb") as fh:
                 fh.write(buf.getvalue())
-    rank = engine.kernel_rank(ks.array, ks.array.ndim)[0] if ks.array.ndim == 2 else 1
-    click.echo(f"{output}: {ks.name} shape {ks.array.shape}, sum {ks.array.sum():.6g}, "
+    rank = engine.kernel_rank(ks.array, 2)[0] if dense.ndim == 2 else 1
+    click.echo(f"{output}: {ks.name} shape {dense.shape}, sum {dense.sum():.6g}, "
                f"rank {rank}", err=output == "-")
     return 0
 

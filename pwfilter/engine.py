@@ -53,6 +53,53 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
+# ----------------------------------------------------------------- kernels
+
+
+@dataclass(frozen=True)
+class Separable:
+    """A rank-1 2-D kernel kept as its factors: ``k = outer(col, row)``.
+
+    Gaussian and box blurs are built this way, so a sigma-1000 blur never
+    materialises a 8001 x 8001 array: the separable path uses the factors,
+    the FFT path multiplies their 1-D spectra, and only the direct path (small
+    kernels) builds the dense array. ``numpy.asarray`` gives the dense kernel.
+    """
+
+    col: np.ndarray
+    row: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.col.shape[0], self.row.shape[0])
+
+    ndim = 2
+
+    @property
+    def dtype(self):
+        return np.result_type(self.col, self.row)
+
+    @property
+    def nbytes(self) -> int:
+        return self.col.nbytes + self.row.nbytes
+
+    def dense(self) -> np.ndarray:
+        return np.outer(self.col, self.row)
+
+    def __array__(self, dtype=None, copy=None):
+        d = self.dense()
+        return d if dtype is None else d.astype(dtype)
+
+    def astype(self, dtype) -> Separable:
+        return Separable(self.col.astype(dtype), self.row.astype(dtype))
+
+    def flipped(self) -> Separable:
+        return Separable(self.col[::-1].copy(), self.row[::-1].copy())
+
+    def scaled(self, factor: float) -> Separable:
+        return Separable(self.col / factor, self.row)
+
+
 # ----------------------------------------------------------------- geometry
 
 
@@ -246,6 +293,8 @@ def kernel_rank(kernel: np.ndarray, nd: int) -> tuple[int, float]:
     """
     if nd != 2:
         return 0, 0.0
+    if isinstance(kernel, Separable):
+        return 1, 0.0
     base = rank_tolerance(kernel.dtype)
     k2 = kernel.reshape(-1, *kernel.shape[-2:]).astype(np.float64)
     tol = max(k2.shape[-2:]) * base
@@ -411,6 +460,10 @@ def _direct_valid(xp: np.ndarray, kernel: np.ndarray, per_channel: bool) -> np.n
 def _kernel_spectrum(kernel: np.ndarray, sizes, per_channel: bool, nd: int, workers: int):
     import scipy.fft
 
+    if isinstance(kernel, Separable):
+        spec = (scipy.fft.fft(kernel.col, n=sizes[0])[:, None]
+                * scipy.fft.rfft(kernel.row, n=sizes[1])[None, :])
+        return spec[..., None]
     axes = tuple(range(kernel.ndim - nd, kernel.ndim))
     # Last axis first, on the kernel's few rows only; then the other axes on the
     # zero-padded half spectrum (rfftn would transform all the zero rows too).
@@ -499,6 +552,8 @@ def separable_factors(kernel: np.ndarray, rank: int):
 
     For a shared kernel each is ``(kh,)``/``(kw,)``; per channel ``(C, kh)``/``(C, kw)``.
     """
+    if isinstance(kernel, Separable):
+        return [(kernel.col, kernel.row)]
     base = rank_tolerance(kernel.dtype)
     k = kernel.astype(np.float64)
     if rank == 1:
@@ -611,10 +666,17 @@ def prepare(x: np.ndarray, kernel: np.ndarray, *, correlate: bool = False):
     if x.ndim < 2:
         raise PwfilterError(f"input must have channels last, got shape {x.shape}")
     dtype = np.float64 if np.float64 in (x.dtype, kernel.dtype) else np.float32
+    nd = x.ndim - 1
+    if isinstance(kernel, Separable):
+        k = kernel.astype(dtype)
+        if not (np.isfinite(k.col).all() and np.isfinite(k.row).all()):
+            raise PwfilterError("the kernel holds NaN or Inf values")
+        if nd != 2:
+            raise PwfilterError("a 2-D kernel needs an image")
+        return np.asarray(x, dtype=dtype), (k.flipped() if correlate else k)
     k = np.asarray(kernel, dtype=dtype)
     if not np.isfinite(k).all():
         raise PwfilterError("the kernel holds NaN or Inf values")
-    nd = x.ndim - 1
     if correlate:
         k = np.flip(k, axis=tuple(range(k.ndim - nd, k.ndim)))
     if k.ndim == nd + 1 and k.shape[0] == 1:
@@ -692,5 +754,7 @@ def convolve(x: np.ndarray, kernel: np.ndarray, *, mode: str = "same",
         return _oa_valid(xp, k, gp, p.block, workers)
     if p.method == "separable":
         return _separable_valid(xp, k, gp, p.rank, workers)
+    if isinstance(k, Separable):
+        k = k.dense()
     return _in_strips(lambda part: _direct_valid(part, k, gp.per_channel), xp, gp.ksize[0],
                       gp.out_shape[0], workers)

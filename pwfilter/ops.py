@@ -119,8 +119,13 @@ def _finish(y: np.ndarray, x_aligned: np.ndarray | None, opts: FilterOptions) ->
     return y
 
 
-def blur_kernel(kind: str, ndim: int, sigma: float = 2.0, radius: int = 1) -> np.ndarray:
-    """``gaussian`` (sigma) or ``box`` (2·radius + 1 taps) for ``ndim`` axes, separable."""
+def blur_kernel(kind: str, ndim: int, sigma: float = 2.0, radius: int = 1
+                ) -> np.ndarray | engine.Separable:
+    """``gaussian`` (sigma) or ``box`` (2·radius + 1 taps) for ``ndim`` axes.
+
+    In 2-D the kernel is an :class:`engine.Separable`: its 1-D factors, never
+    the dense square.
+    """
     from pwfilter.specs import box_1d, gaussian_1d
 
     if kind == "gaussian":
@@ -131,7 +136,7 @@ def blur_kernel(kind: str, ndim: int, sigma: float = 2.0, radius: int = 1) -> np
         v = box_1d(2 * radius + 1)
     else:
         raise PwfilterError(f"unknown blur kind {kind!r} (gaussian or box)")
-    return v if ndim == 1 else np.outer(v, v)
+    return v if ndim == 1 else engine.Separable(v, v)
 
 
 # ----------------------------------------------------------------- remix

@@ -120,8 +120,10 @@ def box_1d(n: int) -> np.ndarray:
     return np.full(n, 1.0 / n)
 
 
-def _outer(v: np.ndarray) -> np.ndarray:
-    return np.outer(v, v)
+def _outer(v: np.ndarray):
+    from pwfilter.engine import Separable
+
+    return Separable(v, v)
 
 
 _LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
@@ -295,6 +297,19 @@ NORMALIZE_KERNEL = ("sum", "l1", "energy", "peak")
 
 def normalize_kernel(k: np.ndarray, how: str, per_channel: bool) -> np.ndarray:
     """Divide by the sum, Σ|k|, √Σk² or max|k|; per-channel kernels share one factor."""
+    from pwfilter.engine import Separable
+
+    if isinstance(k, Separable):
+        factor = {"sum": lambda v: v.sum(), "l1": lambda v: np.abs(v).sum(),
+                  "energy": lambda v: np.sqrt((v * v).sum()),
+                  "peak": lambda v: np.abs(v).max()}.get(how)
+        if factor is None:
+            raise PwfilterError(f"unknown kernel normalisation {how!r} "
+                                f"(choose from {', '.join(NORMALIZE_KERNEL)})")
+        f = float(factor(k.col) * factor(k.row))
+        if f == 0:
+            raise PwfilterError(f"the kernel's {how} is zero, cannot normalise by it")
+        return k.scaled(f)
     axes = tuple(range(1, k.ndim)) if per_channel else None
     if how == "sum":
         f = k.sum(axis=axes)
