@@ -45,8 +45,11 @@ class Common:
     def limits(self):
         from pwfilter.limits import DEFAULT_MAX_PIXELS, Limits, parse_size
 
-        return Limits(max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS,
-                      max_memory=parse_size(self.max_memory) if self.max_memory else 0)
+        try:
+            memory = parse_size(self.max_memory) if self.max_memory else 0
+        except PwfilterError as exc:
+            raise click.BadParameter(str(exc), param_hint="--max-memory") from None
+        return Limits(max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS, max_memory=memory)
 
     @functools.cached_property
     def stream_budget(self) -> int:
@@ -142,8 +145,8 @@ def _check_usage(common: Common, inputs: tuple[str, ...]) -> str | None:
         given = os.path.splitext(out)[1].lower() if out and out != STDOUT and not is_dir else ""
         if given and given != suffix:
             raise click.UsageError(f"--format {common.format} contradicts the output name {out}")
-    if common.stream_above is not None:
-        common.stream_budget  # noqa: B018 - parse now: a bad SIZE is a usage error
+    common.limits  # noqa: B018 - parse the sizes now: a bad SIZE is a usage error
+    common.stream_budget  # noqa: B018
     return suffix
 
 
