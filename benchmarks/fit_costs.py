@@ -45,26 +45,23 @@ def measure(rng) -> dict:
     imgs = [(300, 400), (750, 1000), (1500, 2000)]
     out = {}
 
-    rows = []
-    for h, w in imgs:
-        x = rng.random((h, w, 3), dtype=np.float32)
-        for k in (3, 5, 9, 15):
-            kern = rng.random((k, k)).astype(np.float32) + 0.5
-            g = engine.geometry(x.shape, kern.shape, "same")
-            t = best_time(lambda: engine.convolve(x, kern, boundary="reflect", method="direct"))
-            padded = math.prod(g.padded) * g.channels
-            rows.append(([padded * g.taps, padded, 1.0], t))
-    out["DIRECT_ND"] = fit(rows)
+    def direct_rows(inputs, kernels, mode, boundary):
+        rows = []
+        for x in inputs:
+            for kern in kernels:
+                g = engine.geometry(x.shape, kern.shape, mode)
+                t = best_time(lambda: engine.convolve(x, kern, mode=mode, boundary=boundary,
+                                                      method="direct"))
+                padded = math.prod(g.padded) * g.channels
+                rows.append(([padded * g.taps, padded, 1.0], t))
+        return rows
 
-    rows = []
-    for n in (48_000, 480_000, 2_880_000):
-        x = rng.random((n, 2), dtype=np.float32)
-        for m in (3, 15, 63, 255):
-            kern = rng.random(m).astype(np.float32)
-            g = engine.geometry(x.shape, kern.shape, "full")
-            t = best_time(lambda: engine.convolve(x, kern, mode="full", method="direct"))
-            padded = math.prod(g.padded) * g.channels
-            rows.append(([padded * g.taps, padded, 1.0], t))
+    out["DIRECT_ND"] = fit(direct_rows(
+        [rng.random((h, w, 3), dtype=np.float32) for h, w in imgs],
+        [rng.random((k, k)).astype(np.float32) + 0.5 for k in (3, 5, 9, 15)], "same", "reflect"))
+    rows = direct_rows(
+        [rng.random((n, 2), dtype=np.float32) for n in (48_000, 480_000, 2_880_000)],
+        [rng.random(m).astype(np.float32) for m in (3, 15, 63, 255)], "full", "zero")
     out["DIRECT_1D"] = fit(rows)
 
     rows = []
