@@ -26,6 +26,13 @@ import numpy as np
 #: Audio whose in-memory working set would exceed this is streamed.
 STREAM_BUDGET = 256 << 20
 
+#: Samples per batched transform (16 MiB of float32): four steps of 2^19 for stereo.
+#: Measured on 10 min stereo (x) 3 s: as fast as eight steps, with 60 MB less peak memory.
+BATCH_SAMPLES = 1 << 22
+
+#: Input read ahead of the transforms, in bytes, so reading overlaps the FFTs.
+READ_AHEAD = 16 << 20
+
 
 def stream_nfft(m: int) -> int:
     """FFT size for streaming overlap-add: the power of two at or above 2·M, at least 2^15.
@@ -77,7 +84,7 @@ class BlockConvolver:
         if self.nfft < 2 * self.m:
             raise ValueError("the FFT size must be at least twice the kernel length")
         self.step = self.nfft - self.m + 1
-        self.steps = fft_batch(self.nfft, channels)
+        self.steps = fft_batch(self.nfft, channels, BATCH_SAMPLES)
         self.dtype = np.dtype(dtype)
         self.workers = workers or -1
         k = np.asarray(kernel, dtype=self.dtype)
@@ -243,7 +250,7 @@ def run_pipeline(blocks: Iterable[np.ndarray], f: StreamFilter,
                  write: Callable[[np.ndarray], None], on_progress: Callable[[int], None] | None
                  = None) -> None:
     """Read, filter and write in three threads; errors in any stage propagate here."""
-    read_q: queue.Queue = queue.Queue(maxsize=1)
+    read_q: queue.Queue = queue.Queue(maxsize=max(1, READ_AHEAD // _block_bytes(f)))
     write_q: queue.Queue = queue.Queue(maxsize=4)
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -344,6 +351,10 @@ def stream_for(reader, kernel: np.ndarray, fopts, default_mode: str | None,
 def read_block_size(f: StreamFilter) -> int:
     """Frames per read: small, the convolver gathers its own batches."""
     return 1 << 18
+
+
+def _block_bytes(f: StreamFilter) -> int:
+    return read_block_size(f) * f.channels * np.dtype(f.dtype).itemsize
 
 
 def stream_file(blocks: Iterable[np.ndarray], f: StreamFilter, open_writer: Callable, *,
