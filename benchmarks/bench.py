@@ -158,11 +158,37 @@ def section_blur(quick: bool, repeat: int) -> None:
               f"{times[sigma] / times[2]:8.2f}")
 
 
-def run_cmd(args: list[str], repeat: int) -> float:
-    def once():
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def run_cmds(cmds: dict[str, tuple[list[str], str]], repeat: int) -> dict[str, list[float]]:
+    """Wall times of whole commands, taking turns round by round (fair under drifting load).
 
-    return median_time(once, repeat)
+    ``cmds`` maps a name to (argv, output file). Each output is removed before
+    each run, so every command writes a new file, as in a script; a first,
+    untimed round warms the page cache.
+    """
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    for rnd in range(repeat + 1):
+        for name, (args, out) in cmds.items():
+            if os.path.exists(out):
+                os.unlink(out)
+            t0 = time.perf_counter()
+            subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if rnd:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def compare(ours: list[float], ref: list[float], ref_name: str) -> str:
+    """Both medians, their ratio, and the range of the round-by-round ratios."""
+    per_round = sorted(a / b for a, b in zip(ours, ref))
+    m_ours, m_ref = statistics.median(ours), statistics.median(ref)
+    return (f"pwfilter {m_ours:.3f} s   {ref_name} {m_ref:.3f} s   pwfilter/{ref_name} "
+            f"{m_ours / m_ref:.2f} (rounds {per_round[0]:.2f}-{per_round[-1]:.2f}, "
+            f"{len(per_round)} rounds)")
+
+
+def whole_repeat(quick: bool, repeat: int) -> int:
+    """Rounds for whole-command comparisons: process start-up makes them noisier."""
+    return repeat if quick else max(repeat, 9)
 
 
 def peak_rss(args: list[str]) -> tuple[float, float] | None:
@@ -199,19 +225,21 @@ def section_remix(quick: bool, repeat: int) -> None:
         del a
         ours = os.path.join(tmp, "ours.wav")
         matrix = "0.5 0 0.35 0.35 0.3 0 0.3 0; 0 0.5 0.35 0.35 0 0.3 0 0.3"
-        t_ours = run_cmd([sys.executable, "-m", "pwfilter", "remix", src, "--matrix", matrix,
-                          "-o", ours, "--overwrite", "-q"], repeat)
-        print(f"\n## remix: {secs // 60}-minute 8-channel float WAV -> stereo, whole command")
-        line = f"pwfilter {t_ours:.3f} s"
+        cmds = {"pwfilter": ([sys.executable, "-m", "pwfilter", "remix", src, "--matrix", matrix,
+                              "-o", ours, "-q"], ours)}
         sox = shutil.which("sox")
         if sox:
-            t_sox = run_cmd([sox, src, os.path.join(tmp, "sox.wav"), "remix",
-                             "1v0.5,3v0.35,4v0.35,5v0.3,7v0.3", "2v0.5,3v0.35,4v0.35,6v0.3,8v0.3"],
-                            repeat)
-            line += f"   sox {t_sox:.3f} s   pwfilter/sox {t_ours / t_sox:.2f}"
+            out = os.path.join(tmp, "sox.wav")
+            cmds["sox"] = ([sox, src, out, "remix", "1v0.5,3v0.35,4v0.35,5v0.3,7v0.3",
+                            "2v0.5,3v0.35,4v0.35,6v0.3,8v0.3"], out)
+        times = run_cmds(cmds, whole_repeat(quick, repeat))
+        print(f"\n## remix: {secs // 60}-minute 8-channel float WAV -> stereo, whole command "
+              "(seconds, median; commands take turns, each writes a new file)")
+        if sox:
+            print(compare(times["pwfilter"], times["sox"], "sox"))
         else:
-            line += "   (SoX not installed: skipped)"
-        print(line)
+            print(f"pwfilter {statistics.median(times['pwfilter']):.3f} s   "
+                  "(SoX not installed: skipped)")
 
 
 def section_stream(quick: bool, repeat: int) -> None:
@@ -228,21 +256,22 @@ def section_stream(quick: bool, repeat: int) -> None:
         irs = rng.standard_normal((n, 2)) * np.exp(-np.arange(n) / 20_000)[:, None] * 0.01
         sf.write(ir, irs.astype(np.float32), 48_000, subtype="FLOAT")
         ours = os.path.join(tmp, "ours.wav")
-        t_ours = run_cmd([sys.executable, "-m", "pwfilter", "convolve", src, ir, "-o", ours,
-                          "--overwrite", "-q"], repeat)
-        print(f"\n## stream: {secs // 60}-minute stereo float WAV (x) 3 s stereo IR, "
-              "whole command (pwfilter keeps the full tail and the exact gain; "
-              "ffmpeg afir cuts the tail)")
-        line = f"pwfilter {t_ours:.3f} s"
+        cmds = {"pwfilter": ([sys.executable, "-m", "pwfilter", "convolve", src, ir, "-o", ours,
+                              "-q"], ours)}
         ff = shutil.which("ffmpeg")
         if ff:
-            t_ff = run_cmd([ff, "-y", "-loglevel", "error", "-i", src, "-i", ir,
-                            "-filter_complex", "[0:a][1:a]afir=gtype=none", "-c:a", "pcm_f32le",
-                            os.path.join(tmp, "ff.wav")], repeat)
-            line += f"   ffmpeg {t_ff:.3f} s   pwfilter/ffmpeg {t_ours / t_ff:.2f}"
+            out = os.path.join(tmp, "ff.wav")
+            cmds["ffmpeg"] = ([ff, "-loglevel", "error", "-i", src, "-i", ir, "-filter_complex",
+                               "[0:a][1:a]afir=gtype=none", "-c:a", "pcm_f32le", out], out)
+        times = run_cmds(cmds, whole_repeat(quick, repeat))
+        print(f"\n## stream: {secs // 60}-minute stereo float WAV (x) 3 s stereo IR, "
+              "whole command (seconds, median; commands take turns, each writes a new file; "
+              "pwfilter keeps the full tail and the exact gain, ffmpeg afir cuts the tail)")
+        if ff:
+            print(compare(times["pwfilter"], times["ffmpeg"], "ffmpeg"))
         else:
-            line += "   (ffmpeg not installed: skipped)"
-        print(line)
+            print(f"pwfilter {statistics.median(times['pwfilter']):.3f} s   "
+                  "(ffmpeg not installed: skipped)")
         long_secs = 600 if quick else 3600
         src16 = os.path.join(tmp, "long16.wav")
         with sf.SoundFile(src16, "w", 48_000, 2, subtype="PCM_16") as f:

@@ -88,7 +88,6 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, process,
     from pwfilter import media as m
 
     suffix = _check_usage(common, inputs)
-    reuse_freed_memory()
     if common.output and common.output.endswith(("/", os.sep)):
         try:
             os.makedirs(common.output, exist_ok=True)
@@ -240,30 +239,6 @@ def _try_stream(common: Common, name, target, suffix, stream, normalize, options
     facts = {"method": "stream", "shape": [job.emitted, job.c_out],
              "notes": [f"streamed {reader.frames:,} frames in {how}"]}
     return result, facts, clipped
-
-
-def reuse_freed_memory() -> None:
-    """Let glibc keep freed buffers for reuse instead of unmapping them (Linux only).
-
-    The FFT paths allocate the same large buffers batch after batch (SciPy's
-    transforms return new arrays). By default glibc maps each buffer over
-    32 MiB afresh and returns freed memory at the heap's top to the system,
-    so every batch faults all of its pages in again: measured, 20 batches of
-    two 33 MB spectra take 0.59 s with 146,000 page faults by default and
-    0.16 s with 8,000 with these settings. Peak memory is unchanged; freed
-    memory stays with the process until it exits. Arrays of 256 MiB and more
-    are still mapped on their own.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 1 << 28)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: its allocator's defaults apply
 
 
 class _progress:

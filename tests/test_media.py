@@ -267,6 +267,36 @@ def test_audio_values_match_soundfile(tmp_path):
     np.testing.assert_array_equal(m.data, (ints >> 8) / 2.0**23)
 
 
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "FLOAT"), ("WAV", "PCM_16"),
+                                         ("FLAC", "PCM_24"), ("AIFF", "FLOAT")])
+def test_audio_writer_replaces_a_longer_file_whole(tmp_path, fmt, subtype):
+    """Writing over an existing, longer file leaves only the new samples (nothing stale)."""
+    from pwfilter.media import AudioWriter, SaveOptions
+
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"x" * 100_000)
+    data = rand_pcm(500, 2, 16, seed=3) / 32768.0  # exact in every subtype here
+    with AudioWriter(str(path), rate=8000, channels=2, fmt=fmt, subtype=subtype,
+                     options=SaveOptions()) as w:
+        w.write(data[:200])
+        w.write(data[200:])
+    out, rate = sf.read(str(path), dtype="float64", always_2d=True)
+    assert rate == 8000
+    np.testing.assert_array_equal(out, data)
+    assert path.stat().st_size < 100_000
+
+
+def test_float_wav_has_no_peak_chunk(tmp_path):
+    """The optional PEAK chunk (a scan of every sample) is not written; the samples are."""
+    data = (rand_pcm(400, 2, 16, seed=4) / 32768.0).astype(np.float32)
+    write_media(Media(data, "audio", "WAV", rate=8000, subtype="FLOAT"),
+                str(tmp_path / "a.wav"), "WAV")
+    blob = (tmp_path / "a.wav").read_bytes()
+    assert b"PEAK" not in blob[:200] and blob[:4] == b"RIFF"
+    out, _ = sf.read(str(tmp_path / "a.wav"), dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(out, data)
+
+
 # ------------------------------------------------------------------ .npy
 
 
