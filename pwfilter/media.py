@@ -527,7 +527,7 @@ class AudioWriter:
     """Write float audio blocks to a file with the subtype's exact integer conversion.
 
     A path is opened by pwfilter itself, without truncating and without the
-    fsync that libsndfile's own close does: outputs are atomic through
+    fsync that soundfile's close does: outputs are atomic through
     :func:`pwfilter.output.atomic_path` (a fresh temporary file, renamed), as
     images are, and a forced flush would only add the disk's latency to every
     command (ffmpeg and SoX do not sync either).
@@ -546,9 +546,9 @@ class AudioWriter:
         if isinstance(target, (str, os.PathLike)):
             # Truncating a file on ext4 makes its close flush everything written.
             fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o666)
-            self._own = target = os.fdopen(fd, "wb")
+            self._own = target = _FileSink(os.fdopen(fd, "wb"))
             if os.fstat(fd).st_size:
-                target.truncate(0)
+                target.fh.truncate(0)
         try:
             self._file = sf.SoundFile(target, "w", samplerate=rate, channels=channels,
                                       format=fmt, subtype=subtype, **extra)
@@ -561,17 +561,27 @@ class AudioWriter:
     def write(self, block: np.ndarray) -> None:
         out, clipped = float_to_pcm(block, self.subtype)
         self.clipped += clipped
-        self._file.write(out)
+        try:
+            self._file.write(out)
+        except Exception:
+            self._raise_os_error()
+            raise
+        self._raise_os_error()
 
     def close(self) -> None:
         try:
             self._file.close()
+            self._raise_os_error()
         finally:
             self._close_own()
 
+    def _raise_os_error(self) -> None:
+        if self._own is not None and self._own.error is not None:
+            raise self._own.error
+
     def _close_own(self) -> None:
         if self._own is not None:
-            self._own.close()
+            self._own.fh.close()
             self._own = None
 
     def __enter__(self) -> AudioWriter:
@@ -579,6 +589,38 @@ class AudioWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _FileSink:
+    """The output file as soundfile's virtual I/O uses it, keeping the system's error.
+
+    An exception inside libsndfile's callback would only print a traceback
+    and make soundfile fail an assertion; the error (disk full...) is kept
+    here and raised by :class:`AudioWriter` instead.
+    """
+
+    def __init__(self, fh: BinaryIO):
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def _call(self, fn, *args, failed):
+        try:
+            return fn(*args)
+        except OSError as exc:  # a seek or tell can flush the buffer, so fail alike
+            self.error = self.error or exc
+            return failed
+
+    def write(self, data) -> int:
+        return self._call(self.fh.write, data, failed=0)
+
+    def read(self, size: int = -1) -> bytes:
+        return b""  # written only; libsndfile does not read back what it writes here
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._call(self.fh.seek, offset, whence, failed=-1)
+
+    def tell(self) -> int:
+        return self._call(self.fh.tell, failed=-1)
 
 
 def _no_peak_chunk(sf, f) -> None:

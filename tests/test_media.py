@@ -7,6 +7,7 @@ and hand-computed normalizations; pwfilter's output is never its own oracle.
 from __future__ import annotations
 
 import io
+import os
 
 import imagecodecs
 import numpy as np
@@ -284,6 +285,28 @@ def test_audio_writer_replaces_a_longer_file_whole(tmp_path, fmt, subtype):
     assert rate == 8000
     np.testing.assert_array_equal(out, data)
     assert path.stat().st_size < 100_000
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("subtype", ["FLOAT", "PCM_16"])
+def test_audio_writer_reports_a_full_disk_as_os_error(capfd, monkeypatch, subtype):
+    """A failing write (here /dev/full: ENOSPC) surfaces as the system's error, not as a
+    traceback printed from libsndfile's callback or an assertion."""
+    import errno
+    import sys
+
+    from pwfilter.media import AudioWriter, SaveOptions
+
+    ignored = []  # exceptions raised inside C callbacks, which Python can only print
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    data = np.zeros((100_000, 2))
+    with pytest.raises(OSError) as info:
+        with AudioWriter("/dev/full", rate=8000, channels=2, fmt="WAV", subtype=subtype,
+                         options=SaveOptions()) as w:
+            w.write(data)
+    assert info.value.errno == errno.ENOSPC
+    assert not ignored
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_float_wav_has_no_peak_chunk(tmp_path):
