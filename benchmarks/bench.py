@@ -177,8 +177,13 @@ def run_cmds(cmds: dict[str, tuple[list[str], str]], repeat: int) -> dict[str, l
     return times
 
 
-def compare(ours: list[float], ref: list[float], ref_name: str) -> str:
-    """Both medians, their ratio, and the range of the round-by-round ratios."""
+def compare(times: dict[str, list[float]], ref_name: str, label: str) -> str:
+    """pwfilter's and the reference tool's medians, their ratio and the range of the
+    round-by-round ratios; a note instead where the tool is not installed."""
+    ours = times["pwfilter"]
+    if ref_name not in times:
+        return f"pwfilter {statistics.median(ours):.3f} s   ({label} not installed: skipped)"
+    ref = times[ref_name]
     per_round = sorted(a / b for a, b in zip(ours, ref))
     m_ours, m_ref = statistics.median(ours), statistics.median(ref)
     return (f"pwfilter {m_ours:.3f} s   {ref_name} {m_ref:.3f} s   pwfilter/{ref_name} "
@@ -235,11 +240,7 @@ def section_remix(quick: bool, repeat: int) -> None:
         times = run_cmds(cmds, whole_repeat(quick, repeat))
         print(f"\n## remix: {secs // 60}-minute 8-channel float WAV -> stereo, whole command "
               "(seconds, median; commands take turns, each writes a new file)")
-        if sox:
-            print(compare(times["pwfilter"], times["sox"], "sox"))
-        else:
-            print(f"pwfilter {statistics.median(times['pwfilter']):.3f} s   "
-                  "(SoX not installed: skipped)")
+        print(compare(times, "sox", "SoX"))
 
 
 def section_stream(quick: bool, repeat: int) -> None:
@@ -267,11 +268,7 @@ def section_stream(quick: bool, repeat: int) -> None:
         print(f"\n## stream: {secs // 60}-minute stereo float WAV (x) 3 s stereo IR, "
               "whole command (seconds, median; commands take turns, each writes a new file; "
               "pwfilter keeps the full tail and the exact gain, ffmpeg afir cuts the tail)")
-        if ff:
-            print(compare(times["pwfilter"], times["ffmpeg"], "ffmpeg"))
-        else:
-            print(f"pwfilter {statistics.median(times['pwfilter']):.3f} s   "
-                  "(ffmpeg not installed: skipped)")
+        print(compare(times, "ffmpeg", "ffmpeg"))
         long_secs = 600 if quick else 3600
         src16 = os.path.join(tmp, "long16.wav")
         with sf.SoundFile(src16, "w", 48_000, 2, subtype="PCM_16") as f:

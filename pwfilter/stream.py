@@ -259,7 +259,8 @@ def run_pipeline(blocks: Iterable[np.ndarray], f: StreamFilter,
                  write: Callable[[np.ndarray], None], on_progress: Callable[[int], None] | None
                  = None) -> None:
     """Read, filter and write in three threads; errors in any stage propagate here."""
-    read_q: queue.Queue = queue.Queue(maxsize=max(1, READ_AHEAD // _block_bytes(f)))
+    block_bytes = read_block_size(f) * f.channels * np.dtype(f.dtype).itemsize
+    read_q: queue.Queue = queue.Queue(maxsize=max(1, READ_AHEAD // block_bytes))
     write_q: queue.Queue = queue.Queue(maxsize=4)
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -360,10 +361,6 @@ def stream_for(reader, kernel: np.ndarray, fopts, default_mode: str | None,
 def read_block_size(f: StreamFilter) -> int:
     """Frames per read: small, the convolver gathers its own batches."""
     return 1 << 18
-
-
-def _block_bytes(f: StreamFilter) -> int:
-    return read_block_size(f) * f.channels * np.dtype(f.dtype).itemsize
 
 
 def stream_file(blocks: Iterable[np.ndarray], f: StreamFilter, open_writer: Callable, *,
