@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pwfilter import _fitted
+from pwfilter import _fitted, fft
 from pwfilter.errors import PwfilterError
 
 MODES = ("full", "same", "valid")
@@ -199,9 +199,7 @@ class Plan:
 
 
 def _fast_len(n: int) -> int:
-    import scipy.fft
-
-    return scipy.fft.next_fast_len(int(n), real=True)
+    return fft.next_fast_len(n)
 
 
 def _fft_sizes(g: Geometry) -> tuple[int, ...]:
@@ -317,9 +315,9 @@ def _pass_costs(samples: int, n: int, m: int) -> tuple[float, float]:
     direct = d["per_mac"] * samples * m + d["per_sample"] * samples
     nfft = _fast_len(n)
     f = _fitted.FFT_1D
-    fft = (f["per_nlogn"] * samples / n * nfft * math.log2(nfft) + f["per_sample"] * samples
-           + _fitted.FFT["fixed"])  # a transform call's own overhead
-    return direct, fft
+    by_fft = (f["per_nlogn"] * samples / n * nfft * math.log2(nfft) + f["per_sample"] * samples
+              + _fitted.FFT["fixed"])  # a transform call's own overhead
+    return direct, by_fft
 
 
 def _cost_separable(g: Geometry, rank: int) -> float:
@@ -458,19 +456,16 @@ def _direct_valid(xp: np.ndarray, kernel: np.ndarray, per_channel: bool) -> np.n
 
 
 def _kernel_spectrum(kernel: np.ndarray, sizes, per_channel: bool, nd: int, workers: int):
-    import scipy.fft
-
     if isinstance(kernel, Separable):
-        spec = (scipy.fft.fft(kernel.col, n=sizes[0])[:, None]
-                * scipy.fft.rfft(kernel.row, n=sizes[1])[None, :])
+        spec = (fft.fft(kernel.col, sizes[0])[:, None]
+                * fft.rfft(kernel.row, sizes[1])[None, :])
         return spec[..., None]
     axes = tuple(range(kernel.ndim - nd, kernel.ndim))
     # Last axis first, on the kernel's few rows only; then the other axes on the
     # zero-padded half spectrum (rfftn would transform all the zero rows too).
-    spec = scipy.fft.rfft(kernel, n=sizes[-1], axis=-1, workers=workers)
+    spec = fft.rfft(kernel, sizes[-1], -1, workers)
     if nd > 1:
-        spec = scipy.fft.fftn(spec, s=sizes[:-1], axes=axes[:-1], workers=workers,
-                              overwrite_x=True)
+        spec = fft.fftn(spec, sizes[:-1], axes[:-1], workers)
     return np.moveaxis(spec, 0, -1) if per_channel else spec[..., None]
 
 
@@ -481,14 +476,12 @@ def _fft_valid(x: np.ndarray, kernel: np.ndarray, g: Geometry, workers: int) -> 
     ``g`` has no padding left) or not at all (zero boundary: the transform's
     own zero padding extends it).
     """
-    import scipy.fft
-
     nd = g.ndim
     axes = tuple(range(nd))
     sizes = _fft_sizes(g)
-    spec = scipy.fft.rfftn(x, s=sizes, axes=axes, workers=workers)
+    spec = fft.rfftn(x, sizes, axes, workers)
     spec *= _kernel_spectrum(kernel, sizes, g.per_channel, nd, workers)
-    full = scipy.fft.irfftn(spec, s=sizes, axes=axes, workers=workers)
+    full = fft.irfftn(spec, sizes, axes, workers)
     del spec
     sl = tuple(slice(m - 1 - a, m - 1 - a + n) for m, (a, _), n in
                zip(g.ksize, g.pad, g.out_shape))
@@ -501,8 +494,6 @@ def _oa_full(x: np.ndarray, kernel: np.ndarray, per_channel: bool, nfft: int,
 
     Other signal axes (images) are transformed whole at once with each block.
     """
-    import scipy.fft
-
     nd = x.ndim - 1
     m0 = kernel.shape[-nd]
     n0 = x.shape[0]
@@ -523,9 +514,9 @@ def _oa_full(x: np.ndarray, kernel: np.ndarray, per_channel: bool, nfft: int,
             seg = np.concatenate(
                 [seg, np.zeros(((b1 - b0) * step - seg.shape[0],) + x.shape[1:], x.dtype)])
         seg = seg.reshape((b1 - b0, step) + x.shape[1:])
-        spec = scipy.fft.rfftn(seg, s=sizes, axes=axes, workers=workers)
+        spec = fft.rfftn(seg, sizes, axes, workers)
         spec *= kspec
-        y = scipy.fft.irfftn(spec, s=sizes, axes=axes, workers=workers)
+        y = fft.irfftn(spec, sizes, axes, workers)
         del spec
         y = y[(slice(None), slice(None)) + tuple(slice(0, s) for s in out_shape[1:])]
         # Heads tile the output; tails (nfft - step = m0 - 1 samples) add onto the next blocks.
@@ -588,13 +579,11 @@ def _pass_1d(xp: np.ndarray, w: np.ndarray, axis: int, per_channel: bool,
     m = w.shape[-1]
     n = xp.shape[axis]
     n_out = n - m + 1
-    direct, fft = _pass_costs(xp.size, n, m)
+    direct, fft_cost = _pass_costs(xp.size, n, m)
     nfft = _fast_len(n)
     keep = [slice(None)] * xp.ndim
-    if fft < direct:
-        import scipy.fft
-
-        kspec = scipy.fft.rfft(w.astype(xp.dtype), n=nfft, axis=-1)
+    if fft_cost < direct:
+        kspec = fft.rfft(w.astype(xp.dtype), nfft)
         shape = [1] * xp.ndim
         shape[axis] = kspec.shape[-1]
         if per_channel:
@@ -604,9 +593,9 @@ def _pass_1d(xp: np.ndarray, w: np.ndarray, axis: int, per_channel: bool,
         keep[axis] = slice(m - 1, n)
 
         def compute(part):
-            spec = scipy.fft.rfft(part, n=nfft, axis=axis)
+            spec = fft.rfft(part, nfft, axis)
             spec *= kspec
-            return scipy.fft.irfft(spec, n=nfft, axis=axis)[tuple(keep)]
+            return fft.irfft(spec, nfft, axis)[tuple(keep)]
 
         along, width = 1 - axis, (64 if axis == 0 else 16)
     else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -71,6 +72,19 @@ def should_stream(frames: int, channels: int, taps: int, budget: int = STREAM_BU
                    f"within the {budget >> 20} MiB streaming budget")
 
 
+#: Inverse-transform buffers a convolver keeps for reuse; past this (a consumer
+#: holding many outputs), further buffers are plain allocations.
+MAX_OUTBUFS = 4
+
+
+def _refs(pool: list, i: int) -> int:
+    return sys.getrefcount(pool[i])
+
+
+#: What :func:`_refs` counts for an array that only its list refers to.
+_IDLE_REFS = _refs([np.empty(0)], 0)
+
+
 class BlockConvolver:
     """Full linear convolution of an endless (n, C) stream by a kernel, by overlap-add.
 
@@ -83,8 +97,7 @@ class BlockConvolver:
 
     def __init__(self, kernel: np.ndarray, channels: int, dtype=np.float32,
                  nfft: int | None = None, workers: int | None = None):
-        import scipy.fft
-
+        from pwfilter import fft
         from pwfilter.engine import fft_batch
 
         self.per_channel = kernel.ndim == 2
@@ -97,10 +110,16 @@ class BlockConvolver:
         self.dtype = np.dtype(dtype)
         self.workers = workers or -1
         k = np.asarray(kernel, dtype=self.dtype)
-        spec = scipy.fft.rfft(k, n=self.nfft, axis=-1)
-        self.kspec = spec.T if self.per_channel else spec[:, None]  # (nfft/2+1, C or 1)
+        spec = fft.rfft(k, self.nfft)
+        bins = self.nfft // 2 + 1
+        # (bins, C), contiguous: the product with the batch's spectrum then runs
+        # without broadcasting over channels (measured 6x faster than (bins, 1)).
+        self.kspec = np.ascontiguousarray(
+            np.broadcast_to(spec.T if self.per_channel else spec[:, None], (bins, channels)))
         self.channels = channels
         self.inbuf = np.zeros((self.steps, self.nfft, channels), self.dtype)
+        self.spec = np.empty((self.steps, bins, channels), spec.dtype)
+        self.outbufs: list[np.ndarray] = []
         self.filled = 0  # input samples in the current batch
         self.tail = np.zeros((self.m - 1, channels), self.dtype)  # overlap to add
 
@@ -112,12 +131,11 @@ class BlockConvolver:
         The outputs are views into the inverse transform's buffer, with the
         tails added in place: no copies.
         """
-        import scipy.fft
+        from pwfilter import fft
 
-        spec = scipy.fft.rfft(self.inbuf[:blocks], axis=1, workers=self.workers)
+        spec = fft.rfft(self.inbuf[:blocks], self.nfft, 1, self.workers, out=self.spec[:blocks])
         spec *= self.kspec
-        y = scipy.fft.irfft(spec, n=self.nfft, axis=1, workers=self.workers, overwrite_x=True)
-        del spec
+        y = fft.irfft(spec, self.nfft, 1, self.workers, out=self._free_outbuf()[:blocks])
         tail = self.m - 1
         if tail:
             y[0, :tail] += self.tail
@@ -125,6 +143,23 @@ class BlockConvolver:
                 y[b, :tail] += y[b - 1, self.step:]
             self.tail = y[blocks - 1, self.step:].copy()
         return [y[b, : self.step] for b in range(blocks)]
+
+    def _free_outbuf(self) -> np.ndarray:
+        """A buffer for the inverse transform that no earlier output still views.
+
+        The outputs are views into these buffers, handed on without copies. A
+        buffer is reused once nothing else refers to it (every view into it
+        holds a reference), so a stream of batches cycles through two or three
+        buffers instead of faulting in fresh memory each time (measured: the
+        page clearing was ~8 % of a long stream's CPU time, on the FFT thread).
+        """
+        for i in range(len(self.outbufs)):
+            if _refs(self.outbufs, i) == _IDLE_REFS:
+                return self.outbufs[i]
+        buf = np.empty((self.steps, self.nfft, self.channels), self.dtype)
+        if len(self.outbufs) < MAX_OUTBUFS:
+            self.outbufs.append(buf)
+        return buf
 
     def push(self, block: np.ndarray) -> list[np.ndarray]:
         out: list[np.ndarray] = []

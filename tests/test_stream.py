@@ -87,6 +87,42 @@ def test_stream_remix_only_and_dsconv_order():
     np.testing.assert_allclose(stream_all(f, x, 1000), ref, atol=1e-10)
 
 
+def small_batches(x, k):
+    """A convolver with 16-sample batches of nfft 128 (92-sample steps): many batches."""
+    conv = BlockConvolver(k, x.shape[1], np.float64, nfft=128)
+    assert conv.steps * conv.step < x.shape[0] // 10
+    return conv
+
+
+def test_outputs_kept_by_the_consumer_are_never_overwritten():
+    rng = np.random.default_rng(11)
+    x, k = rng.standard_normal((30_000, 2)), rng.standard_normal(37)
+    conv = small_batches(x, k)
+    kept = []
+    for i in range(0, x.shape[0], 500):
+        kept += conv.push(x[i: i + 500])  # views, all still held
+    kept += conv.flush()
+    np.testing.assert_allclose(np.concatenate(kept), reference(x, k, "full"), atol=1e-10)
+
+
+@pytest.mark.parametrize("held", [0, 1, 3])
+def test_released_outputs_free_their_buffer_for_reuse(held):
+    """A consumer that lets go of outputs (as the writer does) gets the same buffers back."""
+    rng = np.random.default_rng(held)
+    x, k = rng.standard_normal((30_000, 2)), rng.standard_normal((2, 50))
+    conv = small_batches(x, k)
+    copies, window = [], []
+    for i in range(0, x.shape[0], 300):  # shorter than a batch: one transform per push
+        window.append(conv.push(x[i: i + 300]))  # the last `held` pushes' outputs stay alive
+        while len(window) > held:
+            copies += [y.copy() for y in window.pop(0)]
+    for outs in window:
+        copies += [y.copy() for y in outs]
+    copies += [y.copy() for y in conv.flush()]
+    np.testing.assert_allclose(np.concatenate(copies), reference(x, k, "full"), atol=1e-10)
+    assert 1 <= len(conv.outbufs) <= held + 1
+
+
 def test_fft_size_covers_twice_the_kernel():
     for m in (1, 100, 144_000, 1_000_000):
         n = stream_nfft(m)

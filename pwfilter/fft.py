@@ -1,0 +1,166 @@
+"""The engine's FFTs: pocketfft as SciPy ships it, without the cost of ``import scipy.fft``.
+
+``import scipy.fft`` takes ~0.1 s: it loads SciPy's array-API layer, which
+pulls in ``numpy.testing``, ``numpy.f2py`` and ``scipy.special``. That is a
+sixth of a whole 10-minute streaming job. The transforms themselves are in
+pocketfft's own Python module, ``pypocketfft``, which SciPy builds as
+``scipy.fft._pocketfft.pypocketfft``; its interface (``r2c``, ``c2r``,
+``c2c``, ``good_size``) is pocketfft's documented one and has not changed
+since SciPy 1.4. This module loads that extension by itself, under its own
+name, so a later ``import scipy.fft`` reuses it rather than loading it twice.
+If it cannot be found or loaded, ``scipy.fft`` is imported and used instead:
+same library, same results, just the slower import.
+
+Conventions are SciPy's and NumPy's: forward transforms are unscaled, inverse
+ones divide by the transform size; ``s`` pads with zeros or crops, as
+``numpy.fft.rfftn(x, s, axes)`` does; ``workers=-1`` means all CPUs. ``out``,
+where offered, is a buffer of exactly the result's shape and precision, not
+overlapping the input, that receives the result (reusing buffers spares the
+page faults of fresh memory on every call); the result is also returned.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from functools import cache
+
+import numpy as np
+
+_NAME = "scipy.fft._pocketfft.pypocketfft"
+
+
+@cache
+def _pocketfft():
+    """pocketfft's module from SciPy's installation, or ``None`` (then ``scipy.fft`` is used)."""
+    if _NAME in sys.modules:
+        return sys.modules[_NAME]
+    try:
+        spec = importlib.util.find_spec("scipy")  # locates the package without running it
+        folder = os.path.join(spec.submodule_search_locations[0], "fft", "_pocketfft")
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, "pypocketfft" + suffix)
+            if os.path.exists(path):
+                break
+        else:
+            return None
+        loader = importlib.machinery.ExtensionFileLoader(_NAME, path)
+        module_spec = importlib.util.spec_from_file_location(_NAME, path, loader=loader)
+        module = importlib.util.module_from_spec(module_spec)
+        loader.exec_module(module)
+        if not all(hasattr(module, f) for f in ("r2c", "c2r", "c2c", "good_size")):
+            return None
+    except (ImportError, OSError, AttributeError, TypeError, IndexError):
+        return None
+    sys.modules[_NAME] = module
+    return module
+
+
+def _threads(workers: int) -> int:
+    return workers if workers > 0 else max(1, (os.cpu_count() or 1) + 1 + workers)
+
+
+def _fit(x: np.ndarray, shape: Sequence[int], axes: Sequence[int]) -> np.ndarray:
+    """``x`` zero-padded or cropped to ``shape`` along ``axes`` (``x`` itself when it fits)."""
+    target = list(x.shape)
+    for n, ax in zip(shape, axes):
+        target[ax] = n
+    if list(x.shape) == target:
+        return x
+    out = np.zeros(target, dtype=x.dtype)
+    common = tuple(slice(0, min(a, b)) for a, b in zip(x.shape, target))
+    out[common] = x[common]
+    return out
+
+
+def _real(x) -> np.ndarray:
+    x = np.asarray(x)
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
+
+
+def _complex(x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype in (np.complex64, np.complex128):
+        return x
+    return x.astype(np.complex64 if x.dtype == np.float32 else np.complex128)
+
+
+def _axes(x: np.ndarray, s, axes) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    axes = tuple(a % x.ndim for a in axes)
+    return tuple(int(n) for n in s), axes
+
+
+def next_fast_len(n: int) -> int:
+    """The smallest size >= ``n`` that real FFTs handle fast (like ``scipy.fft.next_fast_len(n, real=True)``)."""
+    p = _pocketfft()
+    if p is None:
+        import scipy.fft
+
+        return scipy.fft.next_fast_len(int(n), real=True)
+    return p.good_size(int(n), True)
+
+
+def _into(out: np.ndarray | None, result: np.ndarray) -> np.ndarray:
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def rfftn(x, s: Sequence[int], axes: Sequence[int], workers: int = 1,
+          out: np.ndarray | None = None) -> np.ndarray:
+    """Real-input FFT over ``axes`` (the last one halved), input padded or cropped to ``s``."""
+    x = _real(x)
+    s, axes = _axes(x, s, axes)
+    p = _pocketfft()
+    if p is None:
+        import scipy.fft
+
+        return _into(out, scipy.fft.rfftn(x, s=s, axes=axes, workers=workers))
+    return p.r2c(_fit(x, s, axes), axes, True, 0, out, _threads(workers))
+
+
+def irfftn(x, s: Sequence[int], axes: Sequence[int], workers: int = 1,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`rfftn`: real output of shape ``s`` along ``axes``."""
+    x = _complex(x)
+    s, axes = _axes(x, s, axes)
+    p = _pocketfft()
+    if p is None:
+        import scipy.fft
+
+        return _into(out, scipy.fft.irfftn(x, s=s, axes=axes, workers=workers))
+    half = (*s[:-1], s[-1] // 2 + 1)
+    return p.c2r(_fit(x, half, axes), axes, s[-1], False, 2, out, _threads(workers))
+
+
+def fftn(x, s: Sequence[int], axes: Sequence[int], workers: int = 1) -> np.ndarray:
+    """Complex FFT over ``axes``, input padded or cropped to ``s``."""
+    x = _complex(x)
+    s, axes = _axes(x, s, axes)
+    p = _pocketfft()
+    if p is None:
+        import scipy.fft
+
+        return scipy.fft.fftn(x, s=s, axes=axes, workers=workers)
+    return p.c2c(_fit(x, s, axes), axes, True, 0, None, _threads(workers))
+
+
+def rfft(x, n: int, axis: int = -1, workers: int = 1,
+         out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`rfftn` along one axis."""
+    return rfftn(x, (n,), (axis,), workers, out)
+
+
+def irfft(x, n: int, axis: int = -1, workers: int = 1,
+          out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`irfftn` along one axis."""
+    return irfftn(x, (n,), (axis,), workers, out)
+
+
+def fft(x, n: int, axis: int = -1, workers: int = 1) -> np.ndarray:
+    """:func:`fftn` along one axis."""
+    return fftn(x, (n,), (axis,), workers)
