@@ -72,17 +72,44 @@ def should_stream(frames: int, channels: int, taps: int, budget: int = STREAM_BU
                    f"within the {budget >> 20} MiB streaming budget")
 
 
-#: Inverse-transform buffers a convolver keeps for reuse; past this (a consumer
-#: holding many outputs), further buffers are plain allocations.
-MAX_OUTBUFS = 4
+# Reusable arrays. A stream's stages hand blocks on without copying: the filter's
+# outputs are views into its inverse-transform buffer. Allocating a fresh buffer
+# per batch costs the kernel's page faults and zeroing of new memory (measured
+# ~8 % of a long stream's CPU time, on the FFT thread). A buffer is handed out
+# again once every view of it is gone, which CPython's reference count tells
+# exactly (every view holds a reference to the array owning its memory).
 
 
-def _refs(pool: list, i: int) -> int:
-    return sys.getrefcount(pool[i])
+def _refs(buffers: list, i: int) -> int:
+    return sys.getrefcount(buffers[i])
 
 
-#: What :func:`_refs` counts for an array that only its list refers to.
-_IDLE_REFS = _refs([np.empty(0)], 0)
+#: What :func:`_refs` counts for an array that only its pool's list refers to.
+_IDLE = _refs([np.empty(0)], 0)
+
+
+class BufferPool:
+    """Arrays of one shape and type, reused once released; at most ``keep`` are kept.
+
+    When all kept buffers are in use (a consumer holding many blocks), ``take``
+    returns a new array that is not kept: correct, just not reused.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype, keep: int = 4):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.keep = keep
+        self.buffers: list[np.ndarray] = []
+
+    def take(self) -> np.ndarray:
+        """A buffer nobody else refers to (contents undefined)."""
+        for i in range(len(self.buffers)):
+            if _refs(self.buffers, i) == _IDLE:
+                return self.buffers[i]
+        buf = np.empty(self.shape, self.dtype)
+        if len(self.buffers) < self.keep:
+            self.buffers.append(buf)
+        return buf
 
 
 class BlockConvolver:
@@ -119,7 +146,9 @@ class BlockConvolver:
         self.channels = channels
         self.inbuf = np.zeros((self.steps, self.nfft, channels), self.dtype)
         self.spec = np.empty((self.steps, bins, channels), spec.dtype)
-        self.outbufs: list[np.ndarray] = []
+        # Outputs are views into the inverse transform's buffer, handed on without
+        # copies; a buffer is refilled once the consumer has let go of them.
+        self.outbufs = BufferPool((self.steps, self.nfft, channels), self.dtype)
         self.filled = 0  # input samples in the current batch
         self.tail = np.zeros((self.m - 1, channels), self.dtype)  # overlap to add
 
@@ -135,7 +164,7 @@ class BlockConvolver:
 
         spec = fft.rfft(self.inbuf[:blocks], self.nfft, 1, self.workers, out=self.spec[:blocks])
         spec *= self.kspec
-        y = fft.irfft(spec, self.nfft, 1, self.workers, out=self._free_outbuf()[:blocks])
+        y = fft.irfft(spec, self.nfft, 1, self.workers, out=self.outbufs.take()[:blocks])
         tail = self.m - 1
         if tail:
             y[0, :tail] += self.tail
@@ -143,23 +172,6 @@ class BlockConvolver:
                 y[b, :tail] += y[b - 1, self.step:]
             self.tail = y[blocks - 1, self.step:].copy()
         return [y[b, : self.step] for b in range(blocks)]
-
-    def _free_outbuf(self) -> np.ndarray:
-        """A buffer for the inverse transform that no earlier output still views.
-
-        The outputs are views into these buffers, handed on without copies. A
-        buffer is reused once nothing else refers to it (every view into it
-        holds a reference), so a stream of batches cycles through two or three
-        buffers instead of faulting in fresh memory each time (measured: the
-        page clearing was ~8 % of a long stream's CPU time, on the FFT thread).
-        """
-        for i in range(len(self.outbufs)):
-            if _refs(self.outbufs, i) == _IDLE_REFS:
-                return self.outbufs[i]
-        buf = np.empty((self.steps, self.nfft, self.channels), self.dtype)
-        if len(self.outbufs) < MAX_OUTBUFS:
-            self.outbufs.append(buf)
-        return buf
 
     def push(self, block: np.ndarray) -> list[np.ndarray]:
         out: list[np.ndarray] = []
