@@ -15,6 +15,7 @@ so that load -> save is bit-exact. No other module opens a media file.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import os
 import re
@@ -526,11 +527,13 @@ def float_to_pcm(data: np.ndarray, subtype: str) -> tuple[np.ndarray, int]:
 class AudioWriter:
     """Write float audio blocks to a file with the subtype's exact integer conversion.
 
-    A path is opened by pwfilter itself, without truncating and without the
-    fsync that soundfile's close does: outputs are atomic through
-    :func:`pwfilter.output.atomic_path` (a fresh temporary file, renamed), as
-    images are, and a forced flush would only add the disk's latency to every
-    command (ffmpeg and SoX do not sync either).
+    A path is opened by pwfilter itself (without truncating an empty file) and
+    handed to libsndfile as a descriptor, so libsndfile writes straight from
+    the sample buffers; it is closed without the fsync that soundfile's close
+    does. Outputs are atomic through :func:`pwfilter.output.atomic_path` (a
+    fresh temporary file, renamed), as images are, and a forced flush would
+    only add the disk's latency to every command (ffmpeg and SoX do not sync
+    either). A failing write (disk full) raises the system's OSError.
     """
 
     def __init__(self, target: str | BinaryIO, *, rate: int, channels: int, fmt: str,
@@ -542,18 +545,19 @@ class AudioWriter:
             extra["compression_level"] = min(max(options.compression, 0), 8) / 8
         self.subtype = subtype
         self.clipped = 0
-        self._own = None
+        self._fd = None
         if isinstance(target, (str, os.PathLike)):
             # Truncating a file on ext4 makes its close flush everything written.
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o666)
-            self._own = target = _FileSink(os.fdopen(fd, "wb"))
-            if os.fstat(fd).st_size:
-                target.fh.truncate(0)
+            self._fd = target = os.open(target, os.O_WRONLY | os.O_CREAT, 0o666)
+            if os.fstat(self._fd).st_size:
+                os.ftruncate(self._fd, 0)
         try:
             self._file = sf.SoundFile(target, "w", samplerate=rate, channels=channels,
-                                      format=fmt, subtype=subtype, **extra)
-        except BaseException:
+                                      format=fmt, subtype=subtype, closefd=False, **extra)
+        except BaseException as exc:
             self._close_own()
+            if isinstance(exc, Exception):  # libsndfile writes the header when opening
+                _raise_system_error(None)
             raise
         if subtype in ("FLOAT", "DOUBLE"):
             _no_peak_chunk(sf, self._file)
@@ -564,25 +568,19 @@ class AudioWriter:
         try:
             self._file.write(out)
         except Exception:
-            self._raise_os_error()
+            _raise_system_error(self._file)
             raise
-        self._raise_os_error()
 
     def close(self) -> None:
         try:
-            self._file.close()
-            self._raise_os_error()
+            _close_without_sync(self._file)
         finally:
             self._close_own()
 
-    def _raise_os_error(self) -> None:
-        if self._own is not None and self._own.error is not None:
-            raise self._own.error
-
     def _close_own(self) -> None:
-        if self._own is not None:
-            self._own.fh.close()
-            self._own = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> AudioWriter:
         return self
@@ -591,36 +589,43 @@ class AudioWriter:
         self.close()
 
 
-class _FileSink:
-    """The output file as soundfile's virtual I/O uses it, keeping the system's error.
+def _raise_system_error(f) -> None:
+    """Raise libsndfile's system error (disk full...) as the OSError it was, if it was one.
 
-    An exception inside libsndfile's callback would only print a traceback
-    and make soundfile fail an assertion; the error (disk full...) is kept
-    here and raised by :class:`AudioWriter` instead.
-    """
+    ``f`` is the SoundFile that failed, or None when opening failed. libsndfile
+    keeps the error as text, ``System error : <strerror>.``; the errno is found
+    back by its message. Through soundfile's low-level handle; where that is
+    missing, soundfile's own exception stands."""
+    try:
+        import soundfile as sf
 
-    def __init__(self, fh: BinaryIO):
-        self.fh = fh
-        self.error: OSError | None = None
+        handle = sf._ffi.NULL if f is None else f._file
+        text = sf._ffi.string(sf._snd.sf_strerror(handle)).decode(errors="replace")
+    except (AttributeError, TypeError):
+        return
+    prefix = "System error : "
+    if text.startswith(prefix):
+        message = text[len(prefix):].rstrip(".")
+        codes = [e for e in errno.errorcode if os.strerror(e) == message]
+        raise OSError(codes[0] if codes else None, message) from None
 
-    def _call(self, fn, *args, failed):
-        try:
-            return fn(*args)
-        except OSError as exc:  # a seek or tell can flush the buffer, so fail alike
-            self.error = self.error or exc
-            return failed
 
-    def write(self, data) -> int:
-        return self._call(self.fh.write, data, failed=0)
+def _close_without_sync(f) -> None:
+    """Close without the fsync that soundfile's ``close`` does first (sf_write_sync):
+    libsndfile still writes the final header. Where soundfile's internals differ,
+    its own close is used."""
+    try:
+        import soundfile as sf
 
-    def read(self, size: int = -1) -> bytes:
-        return b""  # written only; libsndfile does not read back what it writes here
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._call(self.fh.seek, offset, whence, failed=-1)
-
-    def tell(self) -> int:
-        return self._call(self.fh.tell, failed=-1)
+        handle, close = f._file, sf._snd.sf_close
+    except AttributeError:
+        f.close()
+        return
+    if handle is None:
+        return
+    f._file = None
+    if close(handle):
+        raise OSError(None, "cannot finish the audio file")
 
 
 def _no_peak_chunk(sf, f) -> None:

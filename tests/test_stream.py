@@ -181,6 +181,33 @@ def test_cli_stream_normalize_two_pass(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["in.wav", "out.wav"]  # the float temporary is gone
 
 
+@pytest.mark.parametrize("extra", [[], ["--stream-above", "0"],
+                                   ["--stream-above", "0", "--normalize"]])
+def test_write_failing_midway_is_one_error_line_and_leaves_nothing(tmp_path, extra):
+    """The system's error from libsndfile's own writes (here: a file size limit, EFBIG)."""
+    import resource
+
+    rng = np.random.default_rng(5)
+    src, ir = tmp_path / "in.wav", tmp_path / "ir.wav"
+    sf.write(src, (rng.standard_normal((48_000 * 5, 2)) * 0.1).astype(np.float32), 48_000,
+             subtype="FLOAT")
+    sf.write(ir, (rng.standard_normal((4800, 2)) * 0.01).astype(np.float32), 48_000,
+             subtype="FLOAT")
+    before = sorted(os.listdir(tmp_path))
+
+    def limit_file_size():  # past 256 KiB, write() fails with EFBIG instead of a signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 18, 1 << 18))
+
+    r = subprocess.run([sys.executable, "-m", "pwfilter", "convolve", str(src), str(ir),
+                        "-o", str(tmp_path / "out.wav"), *extra], capture_output=True,
+                       text=True, preexec_fn=limit_file_size)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"pwfilter: error: {src}: {tmp_path / 'out.wav'}: cannot write (File too large)"]
+    assert sorted(os.listdir(tmp_path)) == before
+
+
 def test_sigint_leaves_no_output_and_exits_130(tmp_path):
     rng = np.random.default_rng(9)
     src = tmp_path / "long.wav"
@@ -200,8 +227,13 @@ def test_sigint_leaves_no_output_and_exits_130(tmp_path):
         if any(n.endswith(".part") for n in os.listdir(tmp_path)):
             break
         time.sleep(0.02)
-    time.sleep(0.2)
+    time.sleep(0.05)
+    # Stop it first, so it is surely still running (the whole job takes ~0.4 s), then
+    # interrupt: the SIGINT is delivered when it continues.
+    proc.send_signal(signal.SIGSTOP)
+    assert proc.poll() is None, "finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
