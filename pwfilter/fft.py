@@ -94,7 +94,10 @@ def _axes(x: np.ndarray, s, axes) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def next_fast_len(n: int) -> int:
-    """The smallest size >= ``n`` that real FFTs handle fast (like ``scipy.fft.next_fast_len(n, real=True)``)."""
+    """The smallest size >= ``n`` that real FFTs handle fast (2^a·3^b·5^c).
+
+    The same as ``scipy.fft.next_fast_len(n, real=True)``.
+    """
     p = _pocketfft()
     if p is None:
         import scipy.fft

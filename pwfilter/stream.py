@@ -4,7 +4,7 @@ Pure like the engine: :class:`StreamFilter` takes blocks of input samples
 and returns blocks of output samples; the CLI feeds it from
 :class:`pwfilter.media.AudioReader` and drains it into
 :class:`pwfilter.media.AudioWriter`, with reading, computing and writing in
-three threads (libsndfile and NumPy's FFTs release the GIL).
+three threads (libsndfile and pocketfft release the GIL).
 
 Convolution is overlap-add: the input is cut into steps of
 ``nfft - M + 1`` samples, several steps are transformed in one batched real
