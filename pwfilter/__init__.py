@@ -6,3 +6,17 @@ starts fast; the array API lives in :mod:`pwfilter.engine`,
 """
 
 __version__ = "0.1.0"
+
+
+def main() -> None:
+    """The ``pwfilter`` command. ``--version`` is answered here, before Click and the
+    command definitions load (~15 ms of a 40 ms start); everything else goes to
+    :func:`pwfilter.cli.main`."""
+    import sys
+
+    if sys.argv[1:] in (["--version"], ["-V"]):
+        print(f"pwfilter, version {__version__}")  # Click's version_option wording
+        return
+    from pwfilter.cli import main as cli_main
+
+    cli_main()

@@ -1,3 +1,3 @@
-from pwfilter.cli import main
+from pwfilter import main
 
 main()

@@ -106,7 +106,12 @@ def next_fast_len(n: int) -> int:
     return p.good_size(int(n), True)
 
 
-def _into(out: np.ndarray | None, result: np.ndarray) -> np.ndarray:
+def _by_scipy(name: str, x: np.ndarray, s, axes, workers: int,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """The fallback: the same transform through ``scipy.fft`` (result copied into ``out``)."""
+    import scipy.fft
+
+    result = getattr(scipy.fft, name)(x, s=s, axes=axes, workers=workers)
     if out is None:
         return result
     out[...] = result
@@ -120,9 +125,7 @@ def rfftn(x, s: Sequence[int], axes: Sequence[int], workers: int = 1,
     s, axes = _axes(x, s, axes)
     p = _pocketfft()
     if p is None:
-        import scipy.fft
-
-        return _into(out, scipy.fft.rfftn(x, s=s, axes=axes, workers=workers))
+        return _by_scipy("rfftn", x, s, axes, workers, out)
     return p.r2c(_fit(x, s, axes), axes, True, 0, out, _threads(workers))
 
 
@@ -133,9 +136,7 @@ def irfftn(x, s: Sequence[int], axes: Sequence[int], workers: int = 1,
     s, axes = _axes(x, s, axes)
     p = _pocketfft()
     if p is None:
-        import scipy.fft
-
-        return _into(out, scipy.fft.irfftn(x, s=s, axes=axes, workers=workers))
+        return _by_scipy("irfftn", x, s, axes, workers, out)
     half = (*s[:-1], s[-1] // 2 + 1)
     return p.c2r(_fit(x, half, axes), axes, s[-1], False, 2, out, _threads(workers))
 
@@ -146,9 +147,7 @@ def fftn(x, s: Sequence[int], axes: Sequence[int], workers: int = 1) -> np.ndarr
     s, axes = _axes(x, s, axes)
     p = _pocketfft()
     if p is None:
-        import scipy.fft
-
-        return scipy.fft.fftn(x, s=s, axes=axes, workers=workers)
+        return _by_scipy("fftn", x, s, axes, workers)
     return p.c2c(_fit(x, s, axes), axes, True, 0, None, _threads(workers))
 
 

@@ -159,3 +159,23 @@ def test_info_on_a_text_file_and_summary(tmp_path):
     err = r.stderr.decode()
     assert "not a recognised image, audio or .npy file" in err and "1 of 2 files failed" in err
     assert b"a.wav" in r.stdout
+
+
+def test_version_is_answered_without_loading_click_or_the_array_stack():
+    """`--version` and `-V` skip Click (and so NumPy, SciPy, codecs); the wording is Click's."""
+    from click.testing import CliRunner
+
+    from pwfilter.cli import cli
+
+    said_by_click = CliRunner().invoke(cli, ["--version"], prog_name="pwfilter").output
+    code = ("import sys\nimport pwfilter\npwfilter.main()\n"
+            "print(sorted(m for m in ('click', 'numpy', 'scipy', 'PIL', 'soundfile',"
+            " 'imagecodecs') if m in sys.modules))\n")
+    for flag in ("--version", "-V"):
+        r = subprocess.run([sys.executable, "-c", code, flag], capture_output=True, text=True,
+                           check=True)
+        version, loaded = r.stdout.splitlines()
+        assert version + "\n" == said_by_click
+        assert loaded == "[]"
+    r = run("--version", text=True)  # and through `python -m pwfilter`
+    assert r.returncode == 0 and r.stdout == said_by_click
