@@ -5,11 +5,12 @@ pulls in ``numpy.testing``, ``numpy.f2py`` and ``scipy.special``. That is a
 sixth of a whole 10-minute streaming job. The transforms themselves are in
 pocketfft's own Python module, ``pypocketfft``, which SciPy builds as
 ``scipy.fft._pocketfft.pypocketfft``; its interface (``r2c``, ``c2r``,
-``c2c``, ``good_size``) is pocketfft's documented one and has not changed
-since SciPy 1.4. This module loads that extension by itself, under its own
-name, so a later ``import scipy.fft`` reuses it rather than loading it twice.
-If it cannot be found or loaded, ``scipy.fft`` is imported and used instead:
-same library, same results, just the slower import.
+``c2c``, ``good_size``) is pocketfft's documented one, which SciPy's own
+wrappers call. This module loads that extension by itself, under that same
+name, so a later ``import scipy.fft`` reuses it rather than loading it twice,
+and checks it on a tiny transform. If it cannot be found, loaded or checked,
+``scipy.fft`` is imported and used instead: same library, same results, just
+the slower import.
 
 Conventions are SciPy's and NumPy's: forward transforms are unscaled, inverse
 ones divide by the transform size; ``s`` pads with zeros or crops, as
@@ -33,30 +34,46 @@ import numpy as np
 _NAME = "scipy.fft._pocketfft.pypocketfft"
 
 
-@cache
-def _pocketfft():
-    """pocketfft's module from SciPy's installation, or ``None`` (then ``scipy.fft`` is used)."""
+def _load():
+    """SciPy's compiled pocketfft module, loaded without its parent packages."""
     if _NAME in sys.modules:
         return sys.modules[_NAME]
-    try:
-        spec = importlib.util.find_spec("scipy")  # locates the package without running it
-        folder = os.path.join(spec.submodule_search_locations[0], "fft", "_pocketfft")
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            path = os.path.join(folder, "pypocketfft" + suffix)
-            if os.path.exists(path):
-                break
-        else:
-            return None
-        loader = importlib.machinery.ExtensionFileLoader(_NAME, path)
-        module_spec = importlib.util.spec_from_file_location(_NAME, path, loader=loader)
-        module = importlib.util.module_from_spec(module_spec)
-        loader.exec_module(module)
-        if not all(hasattr(module, f) for f in ("r2c", "c2r", "c2c", "good_size")):
-            return None
-    except (ImportError, OSError, AttributeError, TypeError, IndexError):
-        return None
+    spec = importlib.util.find_spec("scipy")  # locates the package without running it
+    folder = os.path.join(spec.submodule_search_locations[0], "fft", "_pocketfft")
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(folder, "pypocketfft" + suffix)
+        if os.path.exists(path):
+            break
+    else:
+        raise ImportError("no pypocketfft in SciPy's installation")
+    loader = importlib.machinery.ExtensionFileLoader(_NAME, path)
+    module = importlib.util.module_from_spec(
+        importlib.util.spec_from_file_location(_NAME, path, loader=loader))
+    loader.exec_module(module)
     sys.modules[_NAME] = module
     return module
+
+
+def _works(p) -> bool:
+    """The calls made below, on values worked by hand: the real spectrum of
+    [1, 2, 0, 0] is [3, 1-2j, -1] (and back); the spectrum of [1, 1j] is [1+1j, 1-1j]."""
+    x = np.array([1.0, 2.0, 0.0, 0.0])
+    spec = p.r2c(x, (0,), True, 0, None, 1)
+    return bool(np.allclose(spec, [3, 1 - 2j, -1])
+                and np.allclose(p.c2r(spec, (0,), 4, False, 2, None, 1), x)
+                and np.allclose(p.c2c(np.array([1, 1j]), (0,), True, 0, None, 1),
+                                [1 + 1j, 1 - 1j])
+                and p.good_size(7, True) == 8)
+
+
+@cache
+def _pocketfft():
+    """pocketfft's module, checked, or ``None`` (then ``scipy.fft`` is used)."""
+    try:
+        p = _load()
+        return p if _works(p) else None
+    except Exception:  # noqa: BLE001 - any surprise means: use scipy.fft
+        return None
 
 
 def _threads(workers: int) -> int:

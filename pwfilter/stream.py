@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pwfilter import fft
+
 #: Audio whose in-memory working set would exceed this is streamed (about a minute
 #: of stereo float at 48 kHz; streaming is as fast from there on, and its memory
 #: does not grow with the file).
@@ -124,7 +126,6 @@ class BlockConvolver:
 
     def __init__(self, kernel: np.ndarray, channels: int, dtype=np.float32,
                  nfft: int | None = None, workers: int | None = None):
-        from pwfilter import fft
         from pwfilter.engine import fft_batch
 
         self.per_channel = kernel.ndim == 2
@@ -160,8 +161,6 @@ class BlockConvolver:
         The outputs are views into the inverse transform's buffer, with the
         tails added in place: no copies.
         """
-        from pwfilter import fft
-
         spec = fft.rfft(self.inbuf[:blocks], self.nfft, 1, self.workers, out=self.spec[:blocks])
         spec *= self.kspec
         y = fft.irfft(spec, self.nfft, 1, self.workers, out=self.outbufs.take()[:blocks])

@@ -86,6 +86,32 @@ def test_next_fast_len_is_the_smallest_5_smooth_size(backend):
         assert not any(smooth(k) for k in range(n, got))
 
 
+def test_a_module_that_misbehaves_is_not_used(monkeypatch):
+    """A pocketfft module whose interface changed (here: a transform off by a sign) is
+    caught by the check on load; scipy.fft computes instead."""
+    real = fft._load()
+
+    class Changed:
+        good_size = staticmethod(real.good_size)
+        c2r = staticmethod(real.c2r)
+        c2c = staticmethod(real.c2c)
+
+        @staticmethod
+        def r2c(*args):
+            return -real.r2c(*args)
+
+    monkeypatch.setitem(sys.modules, fft._NAME, Changed)
+    fft._pocketfft.cache_clear()
+    try:
+        assert fft._pocketfft() is None
+        x = np.arange(6.0)
+        np.testing.assert_allclose(fft.rfft(x, 8), np.fft.rfft(x, 8), atol=1e-12)
+    finally:
+        monkeypatch.undo()
+        fft._pocketfft.cache_clear()
+    assert fft._pocketfft() is real
+
+
 def test_no_scipy_fft_import_and_one_module_for_both():
     """The module is loaded without scipy.fft, under its own name: scipy.fft reuses it."""
     code = (
