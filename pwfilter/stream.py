@@ -126,7 +126,7 @@ class BlockConvolver:
 
     def __init__(self, kernel: np.ndarray, channels: int, dtype=np.float32,
                  nfft: int | None = None, workers: int | None = None):
-        from pwfilter.engine import fft_batch
+        from pwfilter.spectral import fft_batch
 
         self.per_channel = kernel.ndim == 2
         self.m = kernel.shape[-1]

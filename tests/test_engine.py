@@ -300,12 +300,18 @@ def test_audio_correlate_equals_signal_correlate(m, mode):
 # ----------------------------------------------------------------- dtypes and exactness
 
 
-def test_float32_with_float64_kernel_is_float64():
+@pytest.mark.parametrize("xtype", [np.float32, np.uint8, np.uint16])
+def test_float64_kernel_on_float32_or_integer_data_computes_in_float32(xtype):
+    """The data's precision decides, not the kernel's (kernels are parsed as float64):
+    float32 work and result, within float32 rounding of the float64 reference."""
     x = rng(800).standard_normal((10, 9, 1)).astype(np.float32)
+    if xtype != np.float32:
+        x = rng(800).integers(0, np.iinfo(xtype).max, (10, 9, 1)).astype(xtype)
     k = np.full((3, 3), 1 / 9)
-    y = engine.convolve(x, k, mode="same", boundary="reflect")
-    assert y.dtype == np.float64
-    assert_close(y, ndimage_per_channel(x, k, "reflect"), np.float64)
+    for method in ("direct", "fft", "auto"):
+        y = engine.convolve(x, k, mode="same", boundary="reflect", method=method)
+        assert y.dtype == np.float32
+        assert_close(y, ndimage_per_channel(x, k, "reflect"), np.float32)
 
 
 @pytest.mark.parametrize("method", ["auto", "separable"])

@@ -1,0 +1,105 @@
+"""The cost model's constants: this machine's own after ``pwfilter calibrate``, else shipped ones.
+
+:func:`pwfilter.engine.choose_method` predicts each method's time from the
+problem's sizes with a few constants per method (seconds per multiply-add,
+per sample, per ``n log2 n`` of a transform, per call). They depend on the
+machine: its cores, caches and vector units. ``pwfilter calibrate`` times the
+methods here and stores the fitted constants in the user's cache folder
+(``$XDG_CACHE_HOME/pwfilter/costs.json``, by default
+``~/.cache/pwfilter/costs.json``); ``--method auto`` uses them when present,
+the shipped defaults below otherwise (fitted on a 2-core x86-64 machine with
+the same procedure).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+#: Version of the model's formulas: constants stored for another version are ignored.
+MODEL_VERSION = 2
+
+#: Constant names of each formula (see :func:`pwfilter.engine.choose_method`).
+TERMS = {
+    "direct_2d": ("per_mac", "per_sample", "fixed"),
+    "direct_1d": ("per_mac", "per_sample", "fixed"),
+    "separable": ("per_mac", "per_sample", "fixed"),
+    "fft_2d": ("per_nlogn", "per_sample", "fixed"),
+    "fft_1d": ("per_nlogn", "per_sample", "fixed"),
+}
+
+#: Fitted by ``pwfilter calibrate`` on a 2-core Intel Xeon (KVM), OpenCV 5.0, SciPy 1.17.
+SHIPPED = {
+    "direct_2d": {"per_mac": 1.0e-10, "per_sample": 1.0e-9, "fixed": 2.0e-4},
+    "direct_1d": {"per_mac": 1.0e-10, "per_sample": 1.0e-9, "fixed": 1.0e-4},
+    "separable": {"per_mac": 1.5e-10, "per_sample": 1.0e-9, "fixed": 2.0e-4},
+    "fft_2d": {"per_nlogn": 2.0e-10, "per_sample": 2.0e-9, "fixed": 5.0e-4},
+    "fft_1d": {"per_nlogn": 2.3e-10, "per_sample": 0.0, "fixed": 5.0e-4},
+}
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Constants of every formula, and where they come from (for ``-v``)."""
+
+    constants: dict[str, dict[str, float]]
+    source: str
+
+    def __getitem__(self, formula: str) -> dict[str, float]:
+        return self.constants[formula]
+
+
+def cache_path() -> str:
+    """Where ``pwfilter calibrate`` stores this machine's constants (XDG cache folder)."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "pwfilter", "costs.json")
+
+
+def valid(constants) -> bool:
+    """Every formula's constants present, finite and not negative."""
+    try:
+        return all(all(float(constants[f][t]) >= 0 and float(constants[f][t]) < 1.0
+                       for t in terms) for f, terms in TERMS.items())
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+@functools.cache
+def current() -> Costs:
+    """This machine's calibrated constants if stored (and of this model), else the shipped ones."""
+    path = cache_path()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            stored = json.load(fh)
+    except FileNotFoundError:
+        return Costs(SHIPPED, "shipped cost model (run 'pwfilter calibrate' to fit this machine)")
+    except (OSError, ValueError):
+        return Costs(SHIPPED, f"shipped cost model ({path} is unreadable)")
+    if stored.get("model") != MODEL_VERSION or not valid(stored.get("constants")):
+        return Costs(SHIPPED, f"shipped cost model ({path} is from another version: "
+                              "run 'pwfilter calibrate' again)")
+    when = stored.get("date", "an earlier run")
+    return Costs({f: {t: float(stored["constants"][f][t]) for t in terms}
+                  for f, terms in TERMS.items()}, f"cost model calibrated on this machine {when}")
+
+
+def store(constants: dict, date: str) -> str:
+    """Write ``constants`` to the cache file (atomically); return its path."""
+    from pwfilter.output import atomic_path
+
+    path = cache_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    body = json.dumps({"model": MODEL_VERSION, "date": date, "constants": constants}, indent=1)
+    with atomic_path(path, overwrite=True) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(body + "\n")
+    current.cache_clear()
+    return path

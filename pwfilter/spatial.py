@@ -1,0 +1,313 @@
+"""Sliding-sum evaluation of a convolution: OpenCV where it loads, SciPy's ndimage otherwise.
+
+Both ``direct`` (any kernel: ``cv2.filter2D``) and ``separable`` (a rank-r
+kernel as r pairs of 1-D passes: ``cv2.sepFilter2D``) compute the valid part
+of the convolution of the boundary-extended input, as every method of
+:mod:`pwfilter.engine` does. OpenCV correlates, so kernels are flipped here;
+its anchor places the kernel as pwfilter's modes do (``same``: ``M // 2``
+samples before), and its borders are pwfilter's boundaries:
+
+============  ======================  ===============
+pwfilter      OpenCV                  ``numpy.pad``
+============  ======================  ===============
+reflect       ``BORDER_REFLECT``      ``symmetric``
+mirror        ``BORDER_REFLECT_101``  ``reflect``
+nearest       ``BORDER_REPLICATE``    ``edge``
+wrap          extended first          ``wrap``
+zero          ``BORDER_CONSTANT``     ``constant``
+============  ======================  ===============
+
+``filter2D`` refuses ``BORDER_WRAP``, and ``full`` outputs are larger than
+the input: those cases extend the input first (``cv2.copyMakeBorder``) and
+keep the valid part. ``filter2D`` also switches to its own DFT for kernels of
+130 taps or more (50 unless both sides are float32); ``direct`` means
+sliding sums, so larger kernels are applied in bands of rows that stay under
+that size and summed. Signals (audio) are filtered as one-row images.
+
+OpenCV is checked on hand-worked values when first loaded; where it is
+missing or fails the check (or ``PWFILTER_OPENCV=0``), SciPy's ndimage
+computes the same sums, more slowly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from pwfilter.engine import Geometry
+
+#: OpenCV's most channels in one array (CV_CN_MAX).
+MAX_CHANNELS = 512
+
+
+def _works(cv2) -> bool:
+    """The calls made below, on values worked by hand.
+
+    Image [[1, 2, 3], [4, 5, 6]]: correlating with [1, 10] anchored on its
+    first tap gives x[i, j] + 10·x[i, j+1], the border column reflected
+    (x[i, 3] = x[i, 2]): [[21, 32, 33], [54, 65, 66]]. The same through
+    ``sepFilter2D`` with the column [1, 0] (rows unchanged), and from uint8
+    to float32; a BORDER_REFLECT_101 pass [1, 1, 1] on the row [1, 2, 3]
+    gives [2+1+2, 1+2+3, 2+3+2] = [5, 6, 7].
+    """
+    x = np.array([[1, 2, 3], [4, 5, 6]], np.float32)
+    want = np.array([[21, 32, 33], [54, 65, 66]], np.float32)
+    k = np.array([[1, 10]], np.float32)
+    a = cv2.filter2D(x, -1, k, anchor=(0, 0), borderType=cv2.BORDER_REFLECT)
+    b = cv2.sepFilter2D(x.astype(np.uint8), cv2.CV_32F, k[0], np.array([1, 0], np.float32),
+                        anchor=(0, 0), borderType=cv2.BORDER_REFLECT)
+    c = cv2.filter2D(np.array([[1, 2, 3]], np.float32), -1, np.ones((1, 3), np.float32),
+                     borderType=cv2.BORDER_REFLECT_101)
+    return (np.array_equal(a, want) and np.array_equal(b, want)
+            and np.array_equal(c, np.array([[5, 6, 7]], np.float32)))
+
+
+@functools.cache
+def opencv():
+    """OpenCV's module, checked, or None (then ndimage is used)."""
+    if os.environ.get("PWFILTER_OPENCV", "1") == "0":
+        return None
+    try:
+        import cv2
+
+        return cv2 if _works(cv2) else None
+    except Exception:  # noqa: BLE001 - missing, broken or wrong: use ndimage
+        return None
+
+
+def backend() -> str:
+    return "opencv" if opencv() is not None else "ndimage"
+
+
+@contextlib.contextmanager
+def _threads(cv2, workers: int):
+    """OpenCV's own thread count for the calls inside, restored after."""
+    old = cv2.getNumThreads()
+    cv2.setNumThreads(max(1, workers))
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(old)
+
+
+def _borders(cv2) -> dict[str, int]:
+    return {"reflect": cv2.BORDER_REFLECT, "mirror": cv2.BORDER_REFLECT_101,
+            "nearest": cv2.BORDER_REPLICATE, "wrap": cv2.BORDER_WRAP,
+            "zero": cv2.BORDER_CONSTANT}
+
+
+def _as_image(x: np.ndarray, g: Geometry):
+    """Signals (n, C) as one-row images (1, n, C), with their geometry."""
+    if g.ndim == 2:
+        return x, g
+    from pwfilter.engine import Geometry
+
+    return x[None], Geometry((1, *g.shape), g.channels, (1, *g.ksize), g.per_channel,
+                             ((0, 0), *g.pad), g.itemsize)
+
+
+def _as_float(x: np.ndarray, scale: float, dtype) -> tuple[np.ndarray, float]:
+    """``x`` as ``dtype`` with ``scale`` applied (a new array unless it already is)."""
+    if x.dtype == dtype and scale == 1.0:
+        return x, 1.0
+    out = np.empty(x.shape, dtype)
+    np.multiply(x, dtype.type(scale), out=out, casting="unsafe")
+    return out, 1.0
+
+
+def _run(cv2, x: np.ndarray, g: Geometry, boundary: str, call) -> np.ndarray:
+    """The valid output of geometry ``g`` from ``call(src, anchor, border)``.
+
+    ``call`` returns an array the size of ``src``, whose position (i, j) is the
+    correlation with the kernel's (0, 0) tap at ``src[i - ay, j - ax]``.
+    """
+    (pt, pb), (pl, pr) = g.pad
+    kh, kw = g.ksize
+    out_h, out_w = g.out_shape
+    borders = _borders(cv2)
+    if boundary != "wrap" and pt + pb == kh - 1 and pl + pr == kw - 1:
+        y = call(x, (pl, pt), borders[boundary])  # same size: OpenCV extends by itself
+    else:
+        src = x
+        if pt or pb or pl or pr:
+            src = cv2.copyMakeBorder(x, pt, pb, pl, pr, borders[boundary])
+            src = src.reshape(src.shape[:2] + (x.shape[2],))
+        y = call(src, (0, 0), cv2.BORDER_CONSTANT)[:out_h, :out_w]
+    return y.reshape(out_h, out_w, -1)
+
+
+def _per_channel(x: np.ndarray, g: Geometry, one) -> np.ndarray:
+    """Apply ``one(channel_array, c)`` to each channel (a kernel each), or to all at once."""
+    if not g.per_channel:
+        return one(x, None)
+    parts = [one(np.ascontiguousarray(x[..., c:c + 1]), c) for c in range(g.channels)]
+    return np.concatenate(parts, axis=-1)
+
+
+def band_limit(dtype) -> int:
+    """Most taps per ``filter2D`` call that OpenCV still evaluates by sliding sums."""
+    return 129 if np.dtype(dtype) == np.float32 else 49
+
+
+def _bands(kh: int, kw: int, limit: int) -> list[tuple[slice, slice]]:
+    """Rectangles of at most ``limit`` taps tiling a kh x kw kernel (rows first)."""
+    if kh * kw <= limit:
+        return [(slice(0, kh), slice(0, kw))]
+    cols = min(kw, limit)
+    rows = max(1, limit // cols)
+    return [(slice(r, min(r + rows, kh)), slice(c, min(c + cols, kw)))
+            for r in range(0, kh, rows) for c in range(0, kw, cols)]
+
+
+def direct(x: np.ndarray, kernel: np.ndarray, g: Geometry, boundary: str, scale: float,
+           dtype, workers: int) -> np.ndarray:
+    """Valid convolution of the extended input by sliding sums (any kernel)."""
+    dtype = np.dtype(dtype)
+    cv2 = opencv()
+    if cv2 is None or g.channels > MAX_CHANNELS:
+        return _ndimage_direct(*_as_float(x, scale, dtype), kernel, g, boundary, workers)
+    x, scale = _as_float(x, scale, dtype)
+    x, g2 = _as_image(x, g)
+    kflip = np.flip(np.asarray(kernel, dtype), axis=(-2, -1) if g.ndim == 2 else -1)
+    kflip = kflip.reshape(kflip.shape[:-g.ndim] + g2.ksize)
+    bands = _bands(*g2.ksize, band_limit(dtype))
+
+    def one(src, c):
+        k = kflip if c is None else kflip[c]
+        if len(bands) == 1:
+            return _run(cv2, src, g2, boundary,
+                        lambda s, anchor, border: cv2.filter2D(s, -1, k, anchor=anchor,
+                                                               borderType=border))
+        return _banded(cv2, src, k, g2, boundary, bands)
+
+    with _threads(cv2, workers):
+        y = _per_channel(x, g2, one)
+    return y if g.ndim == 2 else y[0]
+
+
+def _banded(cv2, src: np.ndarray, k: np.ndarray, g: Geometry, boundary: str,
+            bands) -> np.ndarray:
+    """A large kernel as the sum of its bands, each correlated over the extended input."""
+    (pt, pb), (pl, pr) = g.pad
+    out_h, out_w = g.out_shape
+    xp = cv2.copyMakeBorder(src, pt, pb, pl, pr, _borders(cv2)[boundary]) \
+        if (pt or pb or pl or pr) else src
+    xp = xp.reshape(xp.shape[:2] + (src.shape[2],))
+    out = None
+    for rows, cols in bands:
+        part = xp[rows.start: rows.start + out_h + (rows.stop - rows.start) - 1,
+                  cols.start: cols.start + out_w + (cols.stop - cols.start) - 1]
+        y = cv2.filter2D(part, -1, k[rows, cols], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+        y = y.reshape(part.shape)[:out_h, :out_w]
+        if out is None:
+            out = np.ascontiguousarray(y)
+        else:
+            out += y
+    return out
+
+
+def separable(x: np.ndarray, terms, g: Geometry, boundary: str, scale: float, dtype,
+              workers: int) -> np.ndarray:
+    """Valid convolution by a sum of separable terms: ``terms`` lists (column, row) factors,
+    ``(kh,)``/``(kw,)`` shared or ``(C, kh)``/``(C, kw)`` one per channel."""
+    dtype = np.dtype(dtype)
+    cv2 = opencv()
+    if cv2 is None or g.channels > MAX_CHANNELS:
+        return _ndimage_separable(*_as_float(x, scale, dtype), terms, g, boundary, workers)
+    depth = cv2.CV_32F if dtype == np.float32 else cv2.CV_64F
+    if x.dtype not in (np.uint8, np.uint16, dtype):
+        x, scale = _as_float(x, scale, dtype)
+
+    def one(src, c):
+        out = None
+        for col, row in terms:
+            kc = np.ascontiguousarray((col if c is None else col[c])[::-1], dtype)
+            kr = np.ascontiguousarray((row if c is None else row[c])[::-1] * scale, dtype)
+            y = _run(cv2, src, g, boundary,
+                     lambda s, anchor, border: cv2.sepFilter2D(s, depth, kr, kc, anchor=anchor,
+                                                               borderType=border))
+            out = y if out is None else np.add(out, y, out=out)
+        return out
+
+    with _threads(cv2, workers):
+        return _per_channel(x, g, one)
+
+
+# ----------------------------------------------------------------- SciPy fallback
+
+
+def _extend(x: np.ndarray, g: Geometry, boundary: str) -> np.ndarray:
+    pads = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap",
+            "zero": "constant"}
+    if all(a == 0 and b == 0 for a, b in g.pad):
+        return x
+    return np.pad(x, list(g.pad) + [(0, 0)], mode=pads[boundary])
+
+
+def _in_strips(fn, xp: np.ndarray, m0: int, n_out0: int, workers: int) -> np.ndarray:
+    """Run ``fn`` (valid convolution along all axes) on row strips in threads
+    (``scipy.ndimage`` releases the GIL, so two strips use two cores)."""
+    strips = min(workers, max(1, n_out0 // 64))
+    if strips <= 1:
+        return fn(xp)
+    bounds = np.linspace(0, n_out0, strips + 1).astype(int)
+    with ThreadPoolExecutor(strips) as pool:
+        parts = list(pool.map(lambda ab: fn(xp[ab[0]: ab[1] + m0 - 1]),
+                              zip(bounds[:-1], bounds[1:])))
+    return np.concatenate(parts, axis=0)
+
+
+def _correlate_valid(xp: np.ndarray, w: np.ndarray, axis: int | None) -> np.ndarray:
+    """Valid correlation of ``xp`` (channels last) by ``w`` along ``axis`` (all axes if None)."""
+    from scipy import ndimage
+
+    nd = xp.ndim - 1 if axis is None else 1
+    axes = range(xp.ndim - 1) if axis is None else (axis,)
+    if axis is None:
+        out = ndimage.correlate(xp, w.reshape(w.shape + (1,) * (xp.ndim - w.ndim)),
+                                mode="constant")
+    else:
+        out = ndimage.correlate1d(xp, w, axis=axis, mode="constant")
+    sl = [slice(None)] * xp.ndim
+    for a, m in zip(axes, w.shape[-nd:]):
+        sl[a] = slice(m // 2, m // 2 + xp.shape[a] - m + 1)
+    return out[tuple(sl)]
+
+
+def _ndimage_direct(x, scale, kernel, g: Geometry, boundary: str, workers: int) -> np.ndarray:
+    xp = _extend(x, g, boundary)
+    w = np.flip(np.asarray(kernel, x.dtype), axis=tuple(range(-g.ndim, 0)))
+
+    def fn(part):
+        if not g.per_channel:
+            return _correlate_valid(part, w, None)
+        return np.concatenate([_correlate_valid(part[..., c:c + 1], w[c], None)
+                               for c in range(g.channels)], axis=-1)
+
+    return _in_strips(fn, xp, g.ksize[0], g.out_shape[0], workers)
+
+
+def _ndimage_separable(x, scale, terms, g: Geometry, boundary: str, workers: int) -> np.ndarray:
+    xp = _extend(x, g, boundary)
+
+    def fn(part):
+        out = None
+        for col, row in terms:
+            y = part
+            for axis, f in ((0, col), (1, row)):
+                f = np.flip(np.asarray(f, part.dtype), axis=-1)
+                if g.per_channel:
+                    y = np.concatenate([_correlate_valid(y[..., c:c + 1], f[c], axis)
+                                        for c in range(g.channels)], axis=-1)
+                else:
+                    y = _correlate_valid(y, f, axis)
+            out = y if out is None else out + y
+        return out
+
+    return _in_strips(fn, xp, g.ksize[0], g.out_shape[0], workers)
