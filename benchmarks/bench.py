@@ -14,6 +14,11 @@ remix   RGB -> gray of a 12 MP float32 array vs numpy.copy; whole-command
         8 -> 2 channel remix of a 10-minute float WAV vs SoX.
 stream  whole-command 10-minute stereo float WAV convolved with a 3 s IR vs
         ffmpeg afir, and peak memory of a 60-minute PCM_16 job.
+images  whole commands on a 12 MP photo-like PNG (and its 3 MP crop, 200 small
+        PNGs) against libvips and ImageMagick, paired runs, with peak memory
+        and the import time of an image command.
+png     the PNG writer alone against libpng's fastest settings (imagecodecs)
+        and Pillow's default, on the 12 MP photo and on its blur.
 
 Times are medians of repeated runs in the same process and the same run, so
 ratios are comparable; absolute times drift on a shared machine.
@@ -284,8 +289,170 @@ def section_stream(quick: bool, repeat: int) -> None:
             print("(/usr/bin/time not installed: peak memory skipped)")
 
 
+def photo_png(folder: str, name: str, h: int, w: int, seed: int) -> str:
+    """A natural-looking RGB PNG made here (scripts/make_samples.py's photo)."""
+    import imagecodecs
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+    from make_samples import photo
+
+    path = os.path.join(folder, name)
+    img = np.rint(photo(h, w, seed=seed) * 255).astype(np.uint8)
+    with open(path, "wb") as fh:
+        fh.write(imagecodecs.png_encode(img))
+    return path
+
+
+def vips_matrix(path: str, k: np.ndarray) -> str:
+    """A kernel as a libvips matrix file (header: width height scale offset)."""
+    with open(path, "w") as fh:
+        fh.write(f"{k.shape[1]} {k.shape[0]} 1 0\n")
+        for row in k:
+            fh.write(" ".join(f"{v:.10g}" for v in row) + "\n")
+    return path
+
+
+def paired(label: str, ours: list[str], ours_out: str, ref_name: str, ref: list[str] | None,
+           ref_out: str, repeat: int, target: float | None = None) -> None:
+    """One row: pwfilter and one anchor command taking turns; medians, ratio, target."""
+    cmds = {"pwfilter": (ours, ours_out)}
+    if ref is not None:
+        cmds[ref_name] = (ref, ref_out)
+    times = run_cmds(cmds, repeat)
+    line = compare(times, ref_name, ref_name)
+    if ref is not None and target is not None:
+        ratio = statistics.median(times["pwfilter"]) / statistics.median(times[ref_name])
+        line += f"   target <= {target:.2f}: {'met' if ratio <= target else 'MISSED'}"
+    print(f"{label:34} {line}")
+
+
+def section_images(quick: bool, repeat: int) -> None:
+    pw = [sys.executable, "-m", "pwfilter"]
+    vips, mogrify = shutil.which("vips"), shutil.which("mogrify")
+    rounds = 3 if quick else 5
+    rng = np.random.default_rng(4)
+    with tempfile.TemporaryDirectory() as tmp:
+        h, w = (1500, 2000) if quick else (3000, 4000)
+        big = photo_png(tmp, "photo12.png", h, w, seed=7)
+        crop = os.path.join(tmp, "photo3.png")
+        import imagecodecs
+
+        with open(big, "rb") as fh:
+            full = imagecodecs.png_decode(fh.read())
+        with open(crop, "wb") as fh:
+            fh.write(imagecodecs.png_encode(np.ascontiguousarray(full[: h // 2, : w // 2])))
+        out, ref_out = os.path.join(tmp, "out.png"), os.path.join(tmp, "ref.png")
+        print(f"\n## images: whole commands, {w}x{h} RGB PNG (3 MP crop for convolve), "
+              f"{rounds} rounds taking turns, medians (seconds)")
+        for tool, name in ((vips, "libvips (vips)"), (mogrify, "ImageMagick (mogrify)")):
+            if tool is None:
+                print(f"({name} not installed: its rows are skipped)")
+        for sigma, target in ((2, 0.5), (20, 0.6)):
+            paired(f"blur sigma {sigma}", pw + ["blur", big, "--sigma", str(sigma), "-o", out, "-q"],
+                   out, "vips", vips and [vips, "gaussblur", big, ref_out, str(sigma)], ref_out,
+                   rounds, target)
+        for k, target in ((5, 0.7), (15, 0.4), (31, 0.2), (63, 0.06)):
+            kern = rng.random((k, k))
+            kern /= kern.sum()
+            npy = os.path.join(tmp, f"k{k}.npy")
+            np.save(npy, kern)
+            mat = vips_matrix(os.path.join(tmp, f"k{k}.mat"), kern)
+            paired(f"convolve k {k} (3 MP)", pw + ["convolve", crop, npy, "--correlate", "-o", out,
+                                                  "-q"],
+                   out, "vips", vips and [vips, "conv", crop, ref_out, mat, "--precision", "float"],
+                   ref_out, rounds if k < 63 else max(3, rounds - 2), target)
+        gray = os.path.join(tmp, "gray.mat")
+        with open(gray, "w") as fh:
+            fh.write("3 1\n0.299 0.587 0.114\n")
+        paired("remix gray", pw + ["remix", big, "--matrix", "gray", "-o", out, "-q"], out,
+               "vips", vips and [vips, "recomb", big, ref_out, gray], ref_out, rounds, 0.7)
+        small = os.path.join(tmp, "small")
+        os.makedirs(small)
+        files = [photo_png(small, f"s{i:03d}.png", 256, 256, seed=100 + i) for i in range(200)]
+        ours_dir, ref_dir = os.path.join(tmp, "ours") + os.sep, os.path.join(tmp, "mog")
+        os.makedirs(ref_dir)
+        times = {"pwfilter": [], "mogrify": []}
+        for _ in range(rounds):
+            shutil.rmtree(ours_dir, ignore_errors=True)
+            t0 = time.perf_counter()
+            subprocess.run(pw + ["blur", *files, "-o", ours_dir, "-q"], check=True)
+            times["pwfilter"].append(time.perf_counter() - t0)
+            if mogrify:
+                t0 = time.perf_counter()
+                subprocess.run([mogrify, "-path", ref_dir, "-blur", "0x2", *files], check=True)
+                times["mogrify"].append(time.perf_counter() - t0)
+        if not mogrify:
+            del times["mogrify"]
+        line = compare(times, "mogrify", "ImageMagick mogrify")
+        if mogrify:
+            ratio = statistics.median(times["pwfilter"]) / statistics.median(times["mogrify"])
+            line += f"   target <= 0.15: {'met' if ratio <= 0.15 else 'MISSED'}"
+        print(f"{'blur sigma 2, 200 PNGs 256x256':34} {line}")
+        ours = peak_rss(pw + ["blur", big, "--sigma", "2", "-o", out, "--overwrite", "-q"])
+        theirs = vips and peak_rss([vips, "gaussblur", big, ref_out, "2"])
+        if ours:
+            float_mb = h * w * 3 * 4 / 2**20
+            print(f"{'peak RSS, blur sigma 2':34} pwfilter {ours[0]:.0f} MB"
+                  + (f"   vips {theirs[0]:.0f} MB" if theirs else "")
+                  + f"   (float32 image {float_mb:.0f} MB; target <= 400 MB: "
+                  + ("met)" if ours[0] <= 400 else "MISSED)"))
+        else:
+            print("(/usr/bin/time not installed: peak memory skipped)")
+        r = subprocess.run(pw[:1] + ["-X", "importtime"] + pw[1:] + ["blur", big, "-o", out,
+                                                                   "--overwrite", "-q"],
+                           capture_output=True, text=True, check=True)
+        rows = [line.split("|") for line in r.stderr.splitlines()
+                if line.startswith("import time:") and line.split("|")[1].strip().isdigit()]
+        imported = [name.strip() for _, _, name in rows]
+        # Top-level imports (one space of indentation) add up to the whole import time.
+        total = sum(int(cum) for _, cum, name in rows if not name.startswith("  "))
+        heavy = [m for m in ("scipy.ndimage", "scipy.signal", "scipy.fft") if m in imported]
+        print(f"{'imports of a blur command':34} {total / 1e6:.3f} s"
+              f"   scipy.ndimage/signal/fft imported: {', '.join(heavy) if heavy else 'none'}")
+
+
+def section_png(quick: bool, repeat: int) -> None:
+    import io
+
+    import imagecodecs
+    from PIL import Image
+
+    from pwfilter import engine, ops, png
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+    from make_samples import photo
+
+    h, w = (1500, 2000) if quick else (3000, 4000)
+    u8 = np.rint(photo(h, w, seed=7) * 255).astype(np.uint8)
+    blurred = engine.convolve(u8, ops.blur_kernel("gaussian", 2, sigma=2), boundary="reflect",
+                              scale=1 / 255)
+    blurred = np.clip(np.rint(blurred * 255), 0, 255).astype(np.uint8)
+    print(f"\n## png: encoding {w}x{h} RGB 8-bit (seconds, median of {repeat}; MB)")
+    print(f"{'image':8} {'encoder':44} {'s':>7} {'MB':>7} {'speed-up':>9} {'size':>6}")
+    for label, img in (("photo", u8), ("blurred", blurred)):
+        def libpng():
+            return imagecodecs.png_encode(img, level=1, strategy=3, filter=64)
+
+        def pillow():
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            return buf.getvalue()
+
+        def ours():
+            return b"".join(png.encode(img, None, os.cpu_count() or 1))
+
+        fns = {"libpng level 1, RLE, Paeth (imagecodecs)": libpng,
+               "Pillow default": pillow, "pwfilter.png (default)": ours}
+        times = interleaved(fns, repeat)
+        sizes = {name: len(fn()) for name, fn in fns.items()}
+        ref = "libpng level 1, RLE, Paeth (imagecodecs)"
+        for name in fns:
+            print(f"{label:8} {name:44} {times[name]:7.3f} {sizes[name] / 1e6:7.2f} "
+                  f"{times[ref] / times[name]:8.2f}x {sizes[name] / sizes[ref]:6.3f}")
+
+
 SECTIONS = {"engine": section_engine, "blur": section_blur, "remix": section_remix,
-            "stream": section_stream}
+            "stream": section_stream, "images": section_images, "png": section_png}
 
 
 def main() -> None:

@@ -119,7 +119,7 @@ def load_kernel(common: Common, spec: str, media, normalize_kernel, resample_ir)
     k = ks.array
     _check_kernel_memory(common, media, k)
     if normalize_kernel:
-        k = specs.normalize_kernel(k, normalize_kernel, per_channel=k.ndim > media.data.ndim - 1)
+        k = specs.normalize_kernel(k, normalize_kernel, per_channel=k.ndim > len(media.shape) - 1)
     return k, ks.default_mode
 
 
@@ -205,9 +205,9 @@ def convolve(inputs, kernel, correlate, normalize_kernel, resample_ir, fopts, co
 
     def process(media):
         k, default_mode = load_kernel(common, kernel, media, normalize_kernel, resample_ir)
-        y, plan = ops.filter_array(media.data, k, kind=media.kind, has_alpha=media.has_alpha,
-                                   opts=fopts, default_mode=default_mode)
-        return media.replace(data=y), {"plan": plan}
+        y, plan = ops.filter_array(media.samples, k, kind=media.kind, has_alpha=media.has_alpha,
+                                   opts=fopts, default_mode=default_mode, scale=media.scale)
+        return media.replace(samples=y), {"plan": plan}
 
     def stream(reader):
         from pwfilter.stream import stream_for
@@ -224,10 +224,11 @@ def _check_kernel_memory(common: Common, media, kernel) -> None:
 
     from pwfilter import engine
 
-    shape = (max(media.data.shape[0], 1),) + media.data.shape[1:]  # streaming: header only
-    g = engine.geometry(shape, kernel.shape, "full", np.dtype(media.data.dtype).itemsize)
+    shape = (max(media.shape[0], 1),) + media.shape[1:]  # streaming: header only
+    itemsize = np.dtype(engine.float_type(media.samples)).itemsize
+    g = engine.geometry(shape, kernel.shape, "full", itemsize)
     common.limits.check_memory(min(engine.fft_memory(g), kernel.nbytes * media.channels * 4)
-                               + media.data.nbytes * 3, f"{media.name} with this kernel")
+                               + np.prod(shape) * itemsize * 3, f"{media.name} with this kernel")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -252,11 +253,11 @@ def blur(inputs, kind, sigma, radius, fopts, common):
     fopts = replace(fopts, workers=common.jobs)
 
     def process(media):
-        nd = media.data.ndim - 1
+        nd = len(media.shape) - 1
         k = ops.blur_kernel(kind, nd, sigma=sigma, radius=radius)
-        y, plan = ops.filter_array(media.data, k, kind=media.kind, has_alpha=media.has_alpha,
-                                   opts=fopts, default_mode="same")
-        return media.replace(data=y), {"plan": plan}
+        y, plan = ops.filter_array(media.samples, k, kind=media.kind, has_alpha=media.has_alpha,
+                                   opts=fopts, default_mode="same", scale=media.scale)
+        return media.replace(samples=y), {"plan": plan}
 
     def stream(reader):
         from pwfilter.stream import stream_for
@@ -302,17 +303,17 @@ def remix(inputs, matrix, bias, groups, shuffle, dry, wet, normalize, common):
 
     def process(media):
         r = _remix_for(media, matrix, bias, groups, shuffle or 0, dry, wet)
-        y = ops.remix_array(media.data, r)
+        y = ops.remix_array(media.samples, r, media.scale, common.jobs)
         if normalize:
             y = ops.normalize_peak(y, r.keep_alpha)
-        return media.replace(data=y), {"method": "pointwise"}
+        return media.replace(samples=y), {"method": "pointwise"}
 
     def stream(reader):
         from pwfilter.stream import StreamFilter
 
         r = _remix_for(reader.meta(), matrix, bias, groups, shuffle or 0, dry, wet)
         return StreamFilter(reader.channels, reader.frames, matrix=r.matrix, matrix_bias=r.bias,
-                            dtype=reader.meta().data.dtype.type)
+                            dtype=reader.meta().samples.dtype.type)
 
     return run_each(common, inputs, "remix", process, stream, normalize)
 
@@ -350,9 +351,11 @@ def dsconv(inputs, depthwise, pointwise, groups, shuffle, correlate, normalize_k
 
     def process(media):
         k, default_mode, r = build(media)
-        y, plan = ops.dsconv_array(media.data, k, r, kind=media.kind, has_alpha=media.has_alpha,
-                                   opts=replace(fopts, mode=fopts.mode or default_mode))
-        return media.replace(data=y), {"plan": plan}
+        y, plan = ops.dsconv_array(media.samples, k, r, kind=media.kind,
+                                   has_alpha=media.has_alpha,
+                                   opts=replace(fopts, mode=fopts.mode or default_mode),
+                                   scale=media.scale)
+        return media.replace(samples=y), {"plan": plan}
 
     def stream(reader):
         from pwfilter.stream import stream_for
@@ -414,7 +417,7 @@ def kernel(name, rate, one_d, output, overwrite, debug):
     import numpy as np
 
     from pwfilter import engine, specs
-    from pwfilter.output import atomic_path, check_target
+    from pwfilter.output import ReadFiles, atomic_path, check_target
 
     fir = name.split(":")[0].lower() in ("lowpass", "highpass", "bandpass")
     ks = specs.named_kernel(name, 1 if (one_d or fir) else 2, rate or 0)
@@ -433,7 +436,7 @@ def kernel(name, rate, one_d, output, overwrite, debug):
             raise click.UsageError("-o - would write binary data to the terminal")
         sys.stdout.buffer.write(buf.getvalue())
     else:
-        check_target(output, (), overwrite)
+        check_target(output, ReadFiles(()), overwrite)
         with atomic_path(output, overwrite) as tmp:
             with open(tmp, "wb") as fh:
                 fh.write(buf.getvalue())

@@ -51,7 +51,7 @@ METHODS = ("auto", "direct", "fft", "oa", "separable")
 #: Most bytes of one FFT row block's buffers (block and spectrum): measured on 3 and 12 MP
 #: RGB, blocks a few times the kernel's height that fit this are faster than one whole
 #: transform (cache), and they bound the memory of large images.
-BLOCK_BYTES = 48 << 20
+BLOCK_BYTES = 96 << 20
 
 
 def default_workers() -> int:

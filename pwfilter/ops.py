@@ -41,44 +41,59 @@ class FilterOptions:
         return mode, boundary
 
 
-def split_alpha(x: np.ndarray, kind: str, has_alpha: bool):
-    if kind == "image" and has_alpha:
-        return x[..., :-1], x[..., -1:]
-    return x, None
-
-
-def filter_array(x: np.ndarray, kernel: np.ndarray, *, kind: str, has_alpha: bool = False,
-                 opts: FilterOptions = FilterOptions(), default_mode: str | None = None
-                 ) -> tuple[np.ndarray, engine.Plan]:
+def filter_array(x: np.ndarray, kernel, *, kind: str, has_alpha: bool = False,
+                 opts: FilterOptions = FilterOptions(), default_mode: str | None = None,
+                 scale: float = 1.0) -> tuple[np.ndarray, engine.Plan]:
     """Convolve with everything a user sees: alpha, scale, bias, dry/wet, normalize.
 
+    ``x`` holds normalized floats, or integer samples that ``scale`` normalizes
+    (8/16-bit images as decoded: they are converted on the way, not copied).
     Images with alpha and a shared kernel are filtered premultiplied (colour
     times alpha and alpha filtered alike, colour divided back), so transparent
     pixels do not darken their neighbours. Scale, bias, dry/wet and normalize
-    act on colour; alpha is the filtered alpha.
+    act on colour; alpha is the filtered alpha. Returns a new float array.
     """
     mode, boundary = opts.resolved(kind, default_mode)
-    x32, k = engine.prepare(x, kernel, correlate=opts.correlate)
-    original = x32
+    xs, k = engine.prepare(x, kernel, correlate=opts.correlate)
     premultiply = has_alpha and kind == "image" and k.ndim == x.ndim - 1
+    src, src_scale = (premultiplied(xs, scale), 1.0) if premultiply else (xs, scale)
+    p = engine.plan(src, k, mode=mode, method=opts.method)
+    y = engine.convolve(src, k, mode=mode, boundary=boundary, workers=opts.workers, chosen=p,
+                        scale=src_scale)
+    del src
+    color = y[..., :-1] if has_alpha and kind == "image" else y
     if premultiply:
-        color, alpha = x32[..., :-1], x32[..., -1:]
-        x32 = np.concatenate([color * alpha, alpha], axis=-1)
-    p = engine.plan(x32, k, mode=mode, method=opts.method)
-    y = engine.convolve(x32, k, mode=mode, boundary=boundary, workers=opts.workers, chosen=p)
-    if premultiply:
-        a = y[..., -1:]
-        safe = np.where(np.abs(a) > 1e-7, a, 1)
-        color = np.where(np.abs(a) > 1e-7, y[..., :-1] / safe, 0)
-        y = np.concatenate([color, a], axis=-1).astype(x32.dtype, copy=False)
-    color, alpha = split_alpha(y, kind, has_alpha)
+        unpremultiply(y)
     dry = None
     if opts.dry:
-        dry = _aligned_input(split_alpha(original, kind, has_alpha)[0], kernel_size(k, x), mode,
-                             color.shape)
-    color = _finish(color, dry, opts)
-    y = color if alpha is None else np.concatenate([color, alpha], axis=-1)
+        original = normalized(xs, scale, y.dtype)
+        dry = _aligned_input(original[..., :-1] if color is not y else original,
+                             kernel_size(k, x), mode, color.shape)
+    _finish(color, dry, opts)
     return y, p
+
+
+def normalized(x: np.ndarray, scale: float, dtype) -> np.ndarray:
+    """``x * scale`` as a new ``dtype`` array (normalized samples)."""
+    out = np.empty(x.shape, dtype)
+    np.multiply(x, out.dtype.type(scale), out=out, casting="unsafe")
+    return out
+
+
+def premultiplied(x: np.ndarray, scale: float) -> np.ndarray:
+    """Normalized colour times alpha, and alpha (the last channel), as one new array."""
+    out = normalized(x, scale, engine.float_type(x))
+    out[..., :-1] *= out[..., -1:]
+    return out
+
+
+def unpremultiply(y: np.ndarray) -> None:
+    """Colour divided by the (filtered) alpha, in place; 0 where alpha is ~0."""
+    alpha = y[..., -1:]
+    color = y[..., :-1]
+    opaque = np.abs(alpha) > 1e-7
+    np.divide(color, alpha, out=color, where=opaque)
+    np.multiply(color, opaque, out=color)
 
 
 def kernel_size(k: np.ndarray, x: np.ndarray) -> tuple[int, ...]:
@@ -103,7 +118,7 @@ def _aligned_input(x: np.ndarray, ksize, mode: str, out_shape) -> np.ndarray | N
 
 
 def _finish(y: np.ndarray, x_aligned: np.ndarray | None, opts: FilterOptions) -> np.ndarray:
-    """out = dry·x + wet·(scale·y + bias), then optional peak normalisation."""
+    """out = dry·x + wet·(scale·y + bias), then optional peak normalisation; in place."""
     if opts.scale != 1.0:
         y *= y.dtype.type(opts.scale)
     if opts.bias:
@@ -231,21 +246,53 @@ def resolve_remix(spec: MatrixSpec, *, channels: int, kind: str, has_alpha: bool
     return Remix(m, b, keep_alpha)
 
 
-def remix_array(x: np.ndarray, r: Remix) -> np.ndarray:
-    """Apply a :class:`Remix` in one pass: ``y[..., o] = Σ_i M[o, i] x[..., i] + b[o]``."""
-    dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
-    src = x[..., :-1] if r.keep_alpha else x
-    m = r.matrix.astype(dtype)
-    if _is_selection(r.matrix):
-        # Permutations and channel copies move data, they need no arithmetic.
-        y = src[..., np.argmax(r.matrix, axis=1)].astype(dtype, copy=True)
+#: Pixels (or samples) per remix strip: a strip's float copy and result stay in cache.
+_REMIX_STRIP = 1 << 15
+
+
+def remix_array(x: np.ndarray, r: Remix, scale: float = 1.0,
+                workers: int | None = None) -> np.ndarray:
+    """Apply a :class:`Remix` in one pass: ``y[..., o] = Σ_i M[o, i] x[..., i] + b[o]``.
+
+    ``x`` holds normalized floats or integer samples that ``scale`` normalizes.
+    Works in strips of pixels, in threads, so integer images are converted
+    piece by piece (no float copy of the whole input).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    dtype = np.float64 if x.dtype == np.float64 else np.float32
+    c_in = x.shape[-1]
+    flat = x.reshape(-1, c_in)
+    out = np.empty(x.shape[:-1] + (r.c_out,), dtype)
+    flat_out = out.reshape(-1, r.c_out)
+    rows = r.matrix.shape[0]
+    select = np.argmax(r.matrix, axis=1) if _is_selection(r.matrix) else None
+    weights = (r.matrix.T * scale).astype(dtype)
+    bias = None if r.bias is None else r.bias.astype(dtype)
+
+    def one(a: int) -> None:
+        part = flat[a:a + _REMIX_STRIP]
+        dst = flat_out[a:a + _REMIX_STRIP]
+        if select is not None:
+            # Permutations and channel copies move data, they need no arithmetic.
+            np.multiply(part[:, select], dtype(scale), out=dst[:, :rows], casting="unsafe")
+        else:
+            src = part[:, :c_in - 1] if r.keep_alpha else part
+            dst[:, :rows] = np.matmul(src.astype(dtype, copy=False), weights)
+        if bias is not None:
+            dst[:, :rows] += bias
+        if r.keep_alpha:
+            np.multiply(part[:, -1], dtype(scale), out=dst[:, -1], casting="unsafe")
+
+    starts = range(0, flat.shape[0], _REMIX_STRIP)
+    workers = workers or engine.default_workers()
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(workers, len(starts))) as pool:
+            list(pool.map(one, starts))
     else:
-        y = np.matmul(src, m.T, dtype=dtype)
-    if r.bias is not None:
-        y += r.bias.astype(dtype)
-    if r.keep_alpha:
-        y = np.concatenate([y, x[..., -1:].astype(dtype)], axis=-1)
-    return y
+        for a in starts:
+            one(a)
+    return out
 
 
 def _is_selection(m: np.ndarray) -> bool:
@@ -261,8 +308,8 @@ def normalize_peak(y: np.ndarray, keep_alpha: bool) -> np.ndarray:
 
 
 def dsconv_array(x: np.ndarray, kernel: np.ndarray, r: Remix, *, kind: str,
-                 has_alpha: bool = False, opts: FilterOptions = FilterOptions()
-                 ) -> tuple[np.ndarray, engine.Plan]:
+                 has_alpha: bool = False, opts: FilterOptions = FilterOptions(),
+                 scale: float = 1.0) -> tuple[np.ndarray, engine.Plan]:
     """Depthwise separable convolution: depthwise ``kernel``, then the pointwise remix ``r``.
 
     ``opts.scale``/``opts.bias`` act on the depthwise result; ``--dry/--wet``
@@ -276,21 +323,21 @@ def dsconv_array(x: np.ndarray, kernel: np.ndarray, r: Remix, *, kind: str,
     mode, _ = opts.resolved(kind)
     shared = kernel.ndim == x.ndim - 1 or kernel.shape[0] == 1
     if shared and not has_alpha and r.matrix.shape[0] < r.matrix.shape[1] and not opts.bias:
-        mixed = remix_array(x, Remix(r.matrix, None, False))
+        mixed = remix_array(x, Remix(r.matrix, None, False), scale, opts.workers)
         y, p = filter_array(mixed, kernel, kind=kind, opts=inner)
         if r.bias is not None:
             y += r.bias.astype(y.dtype)
     else:
-        y, p = filter_array(x, kernel, kind=kind, has_alpha=has_alpha, opts=inner)
-        y = remix_array(y, r)
+        y, p = filter_array(x, kernel, kind=kind, has_alpha=has_alpha, opts=inner, scale=scale)
+        y = remix_array(y, r, workers=opts.workers)
     if opts.dry or opts.wet != 1.0:
         if y.shape[-1] != x.shape[-1]:
             raise PwfilterError(f"--dry/--wet need as many output channels as input channels "
                                 f"({y.shape[-1]} vs {x.shape[-1]})")
         y *= y.dtype.type(opts.wet)
         if opts.dry:
-            y += y.dtype.type(opts.dry) * _aligned_input(x.astype(y.dtype), kernel_size(kernel, x),
-                                                         mode, y.shape)
+            y += y.dtype.type(opts.dry) * _aligned_input(normalized(x, scale, y.dtype),
+                                                         kernel_size(kernel, x), mode, y.shape)
     if opts.normalize:
         y = normalize_peak(y, r.keep_alpha)
     return y, p

@@ -51,22 +51,41 @@ def plan_output(input_name: str, command: str, output: str | None, suffix: str |
     return os.path.join(output, base + new_suffix)
 
 
-def _same_file(a: str, b: str) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+class ReadFiles:
+    """The files a command reads, by resolved path and by identity (device, inode): an
+    output may be none of them, however it is spelled (``./``, symlinks, hard links).
+    Built once per command, so checking an output costs two lookups, not one per input."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths: set[str] = set()
+        self.ids: set[tuple[int, int]] = set()
+        for p in paths:
+            if p == STDOUT:
+                continue
+            self.paths.add(os.path.realpath(p))
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            self.ids.add((st.st_dev, st.st_ino))
+
+    def __contains__(self, target: str) -> bool:
+        if os.path.realpath(target) in self.paths:
+            return True
+        try:
+            st = os.stat(target)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in self.ids
 
 
-def check_target(target: str, inputs: Sequence[str], overwrite: bool) -> None:
-    """Refuse to write over an input, or over an existing file without ``overwrite``."""
+def check_target(target: str, reads: ReadFiles, overwrite: bool) -> None:
+    """Refuse to write over a file the command reads, or over an existing file without
+    ``overwrite``."""
     if target == STDOUT:
         return
-    for src in inputs:
-        if src != "-" and _same_file(src, target):
-            raise PwfilterError(f"{target}: refusing to write over an input file")
+    if target in reads:
+        raise PwfilterError(f"{target}: refusing to write over an input file")
     if not target:
         raise PwfilterError("the output path is empty")
     if os.path.isdir(target):

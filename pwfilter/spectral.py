@@ -62,23 +62,24 @@ def kernel_spectrum(kernel, sizes, per_channel: bool, nd: int, workers: int) -> 
 
 
 def image_block_memory(rows: int, g: Geometry) -> int:
-    """Bytes of one block's buffers: the extended block, its spectrum and its inverse."""
+    """Bytes of one block's buffers: the extended block (reused for the result) and its
+    half spectrum (complex, the same size)."""
     nv = fast_len(rows + g.ksize[0] - 1)
     nh = fast_len(g.padded[1])
-    real = nv * nh * g.channels * g.itemsize
-    return real * 3
+    return 2 * nv * nh * g.channels * g.itemsize
 
 
 def fft_image(x: np.ndarray, kernel, g: Geometry, boundary: str, scale: float, rows: int,
               workers: int, dtype) -> np.ndarray:
     """Valid convolution of the extended image ``x`` (H, W, C) in blocks of ``rows`` output rows.
 
-    Each block is filled with the extended input under its outputs, transformed
-    over both axes and all channels in one call, multiplied by the kernel's
-    spectrum (shared by every block: all blocks have one transform size) and
-    transformed back; its valid part is the block's output rows. Blocks run in
-    ``workers`` threads with one-threaded transforms; a single block (the whole
-    image) uses the threads inside its transforms instead.
+    Each block is filled with the extended input under its outputs,
+    transformed over both axes and all channels in one call, multiplied by
+    the kernel's spectrum (shared by every block: all blocks have one
+    transform size) and transformed back; its valid part is the block's
+    output rows.
+    Blocks run in ``workers`` threads with one-threaded transforms; a single
+    block (the whole image) uses the threads inside its transforms instead.
     """
     kh, kw = g.ksize
     out_h, out_w = g.out_shape
@@ -87,32 +88,31 @@ def fft_image(x: np.ndarray, kernel, g: Geometry, boundary: str, scale: float, r
     we = g.padded[1]
     rows = max(1, min(rows, out_h))
     nv, nh = fast_len(rows + kh - 1), fast_len(we)
+    bins = nh // 2 + 1
     starts = list(range(0, out_h, rows))
     pool_size = max(1, min(workers, len(starts)))
-    fft_threads = max(1, workers // pool_size)
-    kspec = kernel_spectrum(kernel, (nv, nh), g.per_channel, 2, fft_threads)
+    threads = max(1, workers // pool_size)
+    complex_type = np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
+    kspec = kernel_spectrum(kernel, (nv, nh), g.per_channel, 2, threads)
     kspec = np.ascontiguousarray(
-        np.broadcast_to(kspec, (nv, nh // 2 + 1, channels))).astype(
-        np.complex64 if np.dtype(dtype) == np.float32 else np.complex128, copy=False)
+        np.broadcast_to(kspec, (nv, bins, channels))).astype(complex_type, copy=False)
     out = np.empty((out_h, out_w, channels), dtype)
     local = threading.local()
 
     def one(o0: int) -> None:
         if not hasattr(local, "block"):
-            # Per-thread buffers, reused by every block the thread runs; the zero
-            # padding beyond the block (right columns, bottom rows) stays zero.
-            local.block = np.zeros((nv, nh, channels), dtype)
-            local.spec = np.empty((nv, nh // 2 + 1, channels), kspec.dtype)
-            local.back = np.empty((nv, nh, channels), dtype)
+            # Per-thread buffers, reused by every block the thread runs.
+            local.block = np.empty((nv, nh, channels), dtype)
+            local.spec = np.empty((nv, bins, channels), complex_type)
         n = min(rows, out_h - o0)
         he = n + kh - 1
-        block = local.block
+        block, spec = local.block, local.spec
         fill_block(x, o0 - g.pad[0][0], he, pad_cols, boundary, scale, block)
-        if he < nv:
-            block[he:] = 0  # a shorter last block: stale rows of the previous one
-        spec = fft.rfftn(block, (nv, nh), (0, 1), fft_threads, out=local.spec)
+        block[:he, we:] = 0  # zero padding (the buffer also holds the previous result)
+        block[he:] = 0
+        fft.rfftn(block, (nv, nh), (0, 1), threads, out=spec)
         spec *= kspec
-        y = fft.irfftn(spec, (nv, nh), (0, 1), fft_threads, out=local.back)
+        y = fft.irfftn(spec, (nv, nh), (0, 1), threads, out=block)
         out[o0:o0 + n] = y[kh - 1:kh - 1 + n, kw - 1:kw - 1 + out_w]
 
     if pool_size == 1:

@@ -396,7 +396,7 @@ def stream_for(reader, kernel: np.ndarray, fopts, default_mode: str | None,
         k = k[0]
     if k.ndim == 2 and k.shape[0] != reader.channels:
         return None  # the in-memory path reports the mismatch
-    dtype = reader.meta().data.dtype.type
+    dtype = reader.meta().samples.dtype.type
     return StreamFilter(reader.channels, reader.frames, np.ascontiguousarray(k), mode=mode,
                         scale=fopts.scale, bias=fopts.bias, dry=fopts.dry, wet=fopts.wet,
                         matrix=None if remix is None else remix.matrix,
