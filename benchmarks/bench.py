@@ -6,9 +6,10 @@
 
 Sections
 --------
-engine  2000x1500 RGB float32, k = 3..127: each forced method, auto, and
-        scipy.signal.fftconvolve (cv2.filter2D where OpenCV is installed),
-        in process; then audio lengths x IR lengths likewise.
+engine  2000x1500 RGB 8-bit, k = 3..127 and Gaussian blurs: each forced
+        method and auto (and scipy.signal.fftconvolve, cv2.filter2D for
+        reference), in process; then audio lengths x kernel lengths likewise;
+        auto's worst ratio to the fastest forced method.
 blur    Gaussian blur of a 4000x3000 RGB float32 array at sigma 2, 20 and 50.
 remix   RGB -> gray of a 12 MP float32 array vs numpy.copy; whole-command
         8 -> 2 channel remix of a 10-minute float WAV vs SoX.
@@ -76,48 +77,70 @@ def try_cv2():
 
 
 def section_engine(quick: bool, repeat: int) -> None:
-    from scipy.signal import fftconvolve
+    from scipy.signal import fftconvolve, oaconvolve
+
+    from pwfilter import costs
 
     cv2 = try_cv2()
     rng = np.random.default_rng(0)
     h, w = (750, 1000) if quick else (1500, 2000)
-    x = rng.random((h, w, 3), dtype=np.float32)
-    print(f"\n## engine: {w}x{h} RGB float32, random normalized k x k kernel, mode same, "
-          "zero boundary (seconds, median)")
+    x = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    xf = x * np.float32(1 / 255)
+    print(f"\n## engine: {w}x{h} RGB 8-bit image (as the commands decode it), random k x k "
+          "kernel, mode same, reflect boundary (seconds, median)")
+    print(f"cost model: {costs.current().source}")
     if cv2 is None:
         print("(OpenCV not installed: cv2.filter2D column skipped)")
-    head = f"{'k':>4} {'direct':>8} {'fft':>8} {'oa':>8} {'auto':>8} {'chosen':>9} " \
-           f"{'fftconv':>8} {'filter2D':>8} {'auto/best':>9} {'auto/fftc':>9}"
-    print(head)
+    print(f"{'k':>4} {'direct':>8} {'fft':>8} {'auto':>8} {'chosen':>9} {'fftconv':>8} "
+          f"{'filter2D':>8} {'auto/best':>9} {'choice/best':>11}")
+    worst = worst_choice = 0.0
     for k in (3, 5, 7, 9, 11, 15, 21, 31, 45, 63, 95, 127):
         kern = rng.random((k, k)).astype(np.float32)
         kern /= kern.sum()
         fns = {}
-        for m in ("direct", "fft", "oa"):
+        for m in ("direct", "fft"):
             if engine.plan(x, kern, method=m).costs.get(m, 0) <= 4.0:  # else: minutes
-                fns[m] = lambda m=m: engine.convolve(x, kern, boundary="zero", method=m)
-        fns["auto"] = lambda: engine.convolve(x, kern, boundary="zero")
-        fns["fftconvolve"] = lambda: fftconvolve(x, kern[:, :, None], mode="same", axes=(0, 1))
+                fns[m] = lambda m=m: engine.convolve(x, kern, boundary="reflect", method=m,
+                                                     scale=1 / 255)
+        fns["auto"] = lambda: engine.convolve(x, kern, boundary="reflect", scale=1 / 255)
+        fns["fftconvolve"] = lambda: fftconvolve(xf, kern[:, :, None], mode="same", axes=(0, 1))
         if cv2 is not None:
             flipped = kern[::-1, ::-1].copy()
-            fns["filter2D"] = lambda: cv2.filter2D(x, -1, flipped,
-                                                   borderType=cv2.BORDER_CONSTANT)
+            fns["filter2D"] = lambda: cv2.filter2D(xf, -1, flipped, borderType=cv2.BORDER_REFLECT)
         times = interleaved(fns, repeat)
         chosen = engine.plan(x, kern).method
-        auto, fc, cvt = times["auto"], times["fftconvolve"], times.get("filter2D")
-        times = {m: times.get(m) for m in ("direct", "fft", "oa")}
-        best = min(t for t in times.values() if t is not None)
-        print(f"{k:>4} {fmt(times['direct'])} {fmt(times['fft'])} {fmt(times['oa'])} "
-              f"{fmt(auto)} {chosen:>9} {fmt(fc)} {fmt(cvt)} {auto / best:9.2f} {auto / fc:9.2f}")
+        forced = {m: times.get(m) for m in ("direct", "fft")}
+        best = min(t for t in forced.values() if t is not None)
+        choice = forced.get(chosen) or times["auto"]
+        worst, worst_choice = max(worst, times["auto"] / best), max(worst_choice, choice / best)
+        print(f"{k:>4} {fmt(forced['direct'])} {fmt(forced['fft'])} {fmt(times['auto'])} "
+              f"{chosen:>9} {fmt(times['fftconvolve'])} {fmt(times.get('filter2D'))} "
+              f"{times['auto'] / best:9.2f} {choice / best:11.2f}")
+
+    print(f"\n## engine: Gaussian blur of the same image, sigma 0.5-50 (seconds, median)")
+    print(f"{'sigma':>6} {'separable':>9} {'fft':>8} {'auto':>8} {'chosen':>9} {'auto/best':>9} "
+          f"{'choice/best':>11}")
+    for sigma in (0.5, 1, 2, 3, 5, 8, 12, 20, 50):
+        kern = ops.blur_kernel("gaussian", 2, sigma=sigma)
+        fns = {m: (lambda m=m: engine.convolve(x, kern, boundary="reflect", method=m,
+                                                scale=1 / 255)) for m in ("separable", "fft")}
+        fns["auto"] = lambda: engine.convolve(x, kern, boundary="reflect", scale=1 / 255)
+        times = interleaved(fns, repeat)
+        best = min(times["separable"], times["fft"])
+        chosen = engine.plan(x, kern).method
+        choice = times.get(chosen, times["auto"])
+        worst, worst_choice = max(worst, times["auto"] / best), max(worst_choice, choice / best)
+        print(f"{sigma:>6} {fmt(times['separable'])} {fmt(times['fft'])} {fmt(times['auto'])} "
+              f"{chosen:>9} {times['auto'] / best:9.2f} {choice / best:11.2f}")
 
     print("\n## engine: stereo float32 audio, mode full (seconds, median)")
     print(f"{'seconds':>8} {'taps':>7} {'direct':>8} {'fft':>8} {'oa':>8} {'auto':>8} "
-          f"{'chosen':>7} {'fftconv':>8} {'oaconv':>8} {'auto/best':>9}")
-    from scipy.signal import oaconvolve
-
-    for secs in ((10, 60) if quick else (10, 60, 600)):
+          f"{'chosen':>7} {'fftconv':>8} {'oaconv':>8} {'auto/best':>9} {'choice/best':>11}")
+    for secs in ((10, 60) if quick else (1, 10, 60, 600)):
         a = rng.standard_normal((48_000 * secs, 2), dtype=np.float32) * 0.1
-        for taps in (31, 1001, 48_000, 144_000):
+        for taps in (31, 255, 1001, 4801, 48_000, 144_000):
+            if taps > 48_000 * secs:
+                continue
             ir = (rng.standard_normal(taps) * np.exp(-np.arange(taps) / (taps / 5))).astype(
                 np.float32)
             fns = {}
@@ -125,16 +148,22 @@ def section_engine(quick: bool, repeat: int) -> None:
                 if engine.plan(a, ir, mode="full", method=m).costs.get(m, 0) <= 4.0:
                     fns[m] = lambda m=m: engine.convolve(a, ir, mode="full", method=m)
             fns["auto"] = lambda: engine.convolve(a, ir, mode="full")
-            fns["fftconvolve"] = lambda: fftconvolve(a, ir[:, None], mode="full", axes=0)
-            fns["oaconvolve"] = lambda: oaconvolve(a, ir[:, None], mode="full", axes=0)
+            if secs <= 60:
+                fns["fftconvolve"] = lambda: fftconvolve(a, ir[:, None], mode="full", axes=0)
+                fns["oaconvolve"] = lambda: oaconvolve(a, ir[:, None], mode="full", axes=0)
             times = interleaved(fns, repeat)
             chosen = engine.plan(a, ir, mode="full").method
-            auto, fc, oc = times["auto"], times["fftconvolve"], times["oaconvolve"]
-            times = {m: times.get(m) for m in ("direct", "fft", "oa")}
-            best = min(t for t in times.values() if t is not None)
-            print(f"{secs:>8} {taps:>7} {fmt(times['direct'])} {fmt(times['fft'])} "
-                  f"{fmt(times['oa'])} {fmt(auto)} {chosen:>7} {fmt(fc)} {fmt(oc)} "
-                  f"{auto / best:9.2f}")
+            forced = {m: times.get(m) for m in ("direct", "fft", "oa")}
+            best = min(t for t in forced.values() if t is not None)
+            choice = forced.get(chosen) or times["auto"]
+            worst, worst_choice = max(worst, times["auto"] / best), max(worst_choice, choice / best)
+            print(f"{secs:>8} {taps:>7} {fmt(forced['direct'])} {fmt(forced['fft'])} "
+                  f"{fmt(forced['oa'])} {fmt(times['auto'])} {chosen:>7} "
+                  f"{fmt(times.get('fftconvolve'))} {fmt(times.get('oaconvolve'))} "
+                  f"{times['auto'] / best:9.2f} {choice / best:11.2f}")
+    print(f"\nworst over every row: auto/best {worst:.2f}, choice/best {worst_choice:.2f} "
+          "(target <= 1.15; choice/best compares the forced run of auto's choice with the "
+          "fastest forced run, free of the noise of timing the same work twice)")
 
 
 def section_blur(quick: bool, repeat: int) -> None:

@@ -468,6 +468,43 @@ def cost(cin, cout, ksize, groups, height, width, as_json):
     return 0
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the fitted constants as JSON.")
+@click.option("--quick", is_flag=True, help="Fewer sizes and repeats (about half the time).")
+def calibrate(as_json, quick):
+    """Time the methods on this machine and store the fitted cost model.
+
+    --method auto then predicts each method's time with constants of this
+    machine rather than the shipped ones (-v says which are used). They are
+    stored in the user's cache folder ($XDG_CACHE_HOME/pwfilter/costs.json).
+    """
+    import datetime
+
+    from pwfilter import calibrate as cal
+    from pwfilter import costs
+
+    def progress(what):
+        if not as_json:
+            click.echo(f"pwfilter: timing {what}", err=True)
+
+    start = datetime.datetime.now()
+    constants, errors = cal.calibrate(quick=quick, progress=progress)
+    path = costs.store(constants, start.strftime("%Y-%m-%d %H:%M"), cal.describe_backend())
+    seconds = (datetime.datetime.now() - start).total_seconds()
+    if as_json:
+        click.echo(json.dumps({"path": path, "seconds": round(seconds, 1),
+                               "backend": cal.describe_backend(), "constants": constants,
+                               "worst_relative_error": {k: round(v, 3)
+                                                        for k, v in errors.items()}}))
+        return 0
+    for formula, values in constants.items():
+        terms = ", ".join(f"{t} {v:.3g}" for t, v in values.items())
+        worst = f" (worst fit error {errors[formula]:.0%})" if formula in errors else ""
+        click.echo(f"{formula}: {terms}{worst}")
+    click.echo(f"pwfilter: calibrated in {seconds:.1f} s; stored in {path}", err=True)
+    return 0
+
+
 # ----------------------------------------------------------------- entry point
 
 

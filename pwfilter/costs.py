@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 
 #: Version of the model's formulas: constants stored for another version are ignored.
-MODEL_VERSION = 2
+MODEL_VERSION = 4
 
 #: Constant names of each formula (see :func:`pwfilter.engine.choose_method`).
 TERMS = {
@@ -28,7 +28,7 @@ TERMS = {
     "direct_1d": ("per_mac", "per_sample", "fixed"),
     "separable": ("per_mac", "per_sample", "fixed"),
     "fft_2d": ("per_nlogn", "per_sample", "fixed"),
-    "fft_1d": ("per_nlogn", "per_sample", "fixed"),
+    "fft_1d": ("per_nlogn", "per_spill", "per_sample", "fixed"),
 }
 
 #: Fitted by ``pwfilter calibrate`` on a 2-core Intel Xeon (KVM), OpenCV 5.0, SciPy 1.17.
@@ -37,7 +37,7 @@ SHIPPED = {
     "direct_1d": {"per_mac": 1.0e-10, "per_sample": 1.0e-9, "fixed": 1.0e-4},
     "separable": {"per_mac": 1.5e-10, "per_sample": 1.0e-9, "fixed": 2.0e-4},
     "fft_2d": {"per_nlogn": 2.0e-10, "per_sample": 2.0e-9, "fixed": 5.0e-4},
-    "fft_1d": {"per_nlogn": 2.3e-10, "per_sample": 0.0, "fixed": 5.0e-4},
+    "fft_1d": {"per_nlogn": 2.3e-10, "per_spill": 1.0e-10, "per_sample": 0.0, "fixed": 5.0e-4},
 }
 
 
@@ -91,13 +91,14 @@ def current() -> Costs:
                   for f, terms in TERMS.items()}, f"cost model calibrated on this machine {when}")
 
 
-def store(constants: dict, date: str) -> str:
+def store(constants: dict, date: str, backend: str = "") -> str:
     """Write ``constants`` to the cache file (atomically); return its path."""
     from pwfilter.output import atomic_path
 
     path = cache_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    body = json.dumps({"model": MODEL_VERSION, "date": date, "constants": constants}, indent=1)
+    body = json.dumps({"model": MODEL_VERSION, "date": date, "backend": backend,
+                       "constants": constants}, indent=1)
     with atomic_path(path, overwrite=True) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(body + "\n")

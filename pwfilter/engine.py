@@ -201,7 +201,8 @@ class Plan:
     def describe(self) -> str:
         parts = ", ".join(f"{m} {c * 1e3:.1f} ms" for m, c in sorted(self.costs.items(),
                                                                        key=lambda kv: kv[1]))
-        return f"method {self.method} ({self.reason}); predicted: {parts}"
+        model = f"; {self.model}" if self.model else ""
+        return f"method {self.method} ({self.reason}); predicted: {parts}{model}"
 
 
 def _nlogn(total: float) -> float:
@@ -216,9 +217,10 @@ def _bands(g: Geometry, dtype_size: int) -> int:
 
 def _cost_direct(g: Geometry, c: costs.Costs) -> float:
     k = c["direct_1d" if g.ndim == 1 else "direct_2d"]
-    outputs = g.outputs
-    return (k["per_mac"] * outputs * g.taps + k["per_sample"] * outputs * _bands(g, g.itemsize)
-            + k["fixed"])
+    bands = _bands(g, g.itemsize)
+    # Every band is one OpenCV call and one pass over the data (the first also copies).
+    return (k["per_mac"] * g.outputs * g.taps
+            + (k["per_sample"] * g.outputs + k["fixed"]) * (bands + 1))
 
 
 def _cost_separable(g: Geometry, rank: int, c: costs.Costs) -> float:
@@ -253,12 +255,23 @@ def _cost_fft_image(g: Geometry, c: costs.Costs) -> tuple[float, int]:
     return blocks * per_block + k["per_nlogn"] * kernels * _nlogn(size) + k["fixed"], rows
 
 
+#: log2 of the transform size beyond which a 1-D FFT leaves the cache and each
+#: further doubling costs more (the ``per_spill`` term).
+_CACHED_LOG2 = 17
+
+
+def _cost_transforms_1d(k: dict[str, float], size: int, count: float) -> float:
+    """``count`` real transforms of ``size`` points (with their products and copies)."""
+    spill = size * max(0.0, math.log2(max(size, 2)) - _CACHED_LOG2)
+    return count * (k["per_nlogn"] * _nlogn(size) + k["per_spill"] * spill
+                     + k["per_sample"] * size)
+
+
 def _cost_fft_signal(g: Geometry, c: costs.Costs) -> float:
     k = c["fft_1d"]
-    size = math.prod(spectral.fft_sizes(g))
     kernels = g.channels if g.per_channel else 1
-    return (k["per_nlogn"] * (g.channels + kernels) * _nlogn(size)
-            + k["per_sample"] * size * g.channels + k["fixed"])
+    size = math.prod(spectral.fft_sizes(g))
+    return _cost_transforms_1d(k, size, 2 * g.channels + kernels) + k["fixed"]
 
 
 def _cost_oa(g: Geometry, c: costs.Costs) -> tuple[float, int]:
@@ -266,10 +279,9 @@ def _cost_oa(g: Geometry, c: costs.Costs) -> tuple[float, int]:
     nfft = spectral.oa_block(m0, n0)
     step = nfft - m0 + 1
     blocks = math.ceil((n0 + m0 - 1) / step)
+    kernels = g.channels if g.per_channel else 1
     k = c["fft_1d"]
-    cost = (k["per_nlogn"] * g.channels * blocks * _nlogn(nfft)
-            + k["per_sample"] * blocks * nfft * g.channels * 2 + k["fixed"])
-    return cost, nfft
+    return _cost_transforms_1d(k, nfft, 2 * g.channels * blocks + kernels) + k["fixed"], nfft
 
 
 def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHODS[1:],
@@ -281,8 +293,9 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
     ones, fitted the same way on a 2-core machine; :mod:`pwfilter.costs`).
     P is the number of outputs (positions × channels):
 
-    - direct:    ``a · P · taps + b · P · bands + c`` — OpenCV's sliding sums,
-      in bands of at most 129 taps (see :mod:`pwfilter.spatial`);
+    - direct:    ``a · P · taps + (b · P + c) · (bands + 1)`` — OpenCV's sliding
+      sums, in bands of at most 129 taps (see :mod:`pwfilter.spatial`), each
+      band a call and a pass over the data, and a copy of the input;
     - separable: for a 2-D kernel of numerical rank r ≤ 3 (rank 1 checked
       directly, otherwise an SVD with tolerance ``rank_tolerance(dtype)`` ·
       max(kh, kw) relative to the largest singular value — far below the
@@ -294,10 +307,12 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
       kernel's height, :func:`image_block_rows`), C input spectra, K = 1 or
       C kernel spectra — the convolution theorem with all channels in one
       call per block;
-    - fft (signals): the same for one transform of the whole signal;
-    - oa (signals): the same per block of an overlap-add along the first
-      axis, blocks about 8x the kernel (2^14..2^19), which wins when the
-      input is much longer than the kernel (long audio).
+    - fft (signals): ``T · (f · N log2 N + q · N · max(0, log2 N - 17) + s · N) + c``
+      for T = 2C + K transforms of N points (forward, inverse, kernel): the
+      second term is the cost of transforms too large for the cache;
+    - oa (signals): the same with T = 2C per block of an overlap-add along
+      the first axis, blocks about 8x the kernel (2^14..2^19), which wins
+      when the input is much longer than the kernel (long audio).
 
     A single tap is a scaling and always runs direct (bit-exact for the
     identity kernel).

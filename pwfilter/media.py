@@ -475,12 +475,9 @@ def quantize(data: np.ndarray, lo: float, hi: float, scale: float, dtype,
         out[a:a + step] = t
         return clipped
 
-    if workers > 1 and len(starts) > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    from pwfilter import parallel
 
-        with ThreadPoolExecutor(min(workers, len(starts))) as pool:
-            return out, sum(pool.map(one, starts))
-    return out, sum(map(one, starts))
+    return out, sum(parallel.run(one, starts, workers))
 
 
 def image_bits_for(media: Media, fmt: str) -> int:

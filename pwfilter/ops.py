@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pwfilter import engine
+from pwfilter import engine, parallel
 from pwfilter.errors import PwfilterError
 from pwfilter.specs import MatrixSpec
 
@@ -258,8 +258,6 @@ def remix_array(x: np.ndarray, r: Remix, scale: float = 1.0,
     Works in strips of pixels, in threads, so integer images are converted
     piece by piece (no float copy of the whole input).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     dtype = np.float64 if x.dtype == np.float64 else np.float32
     c_in = x.shape[-1]
     flat = x.reshape(-1, c_in)
@@ -284,14 +282,7 @@ def remix_array(x: np.ndarray, r: Remix, scale: float = 1.0,
         if r.keep_alpha:
             np.multiply(part[:, -1], dtype(scale), out=dst[:, -1], casting="unsafe")
 
-    starts = range(0, flat.shape[0], _REMIX_STRIP)
-    workers = workers or engine.default_workers()
-    if workers > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(min(workers, len(starts))) as pool:
-            list(pool.map(one, starts))
-    else:
-        for a in starts:
-            one(a)
+    parallel.run(one, range(0, flat.shape[0], _REMIX_STRIP), workers or engine.default_workers())
     return out
 
 

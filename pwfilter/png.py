@@ -25,9 +25,10 @@ not installed.
 from __future__ import annotations
 
 import struct
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from pwfilter import parallel
 
 try:
     from zlib_ng import zlib_ng as _zlib
@@ -126,11 +127,7 @@ def encode(image: np.ndarray, level: int | None = None, workers: int = 1) -> lis
         data = z.compress(raw) + z.flush(_zlib.Z_FINISH if last else _zlib.Z_SYNC_FLUSH)
         return data, _zlib.adler32(raw), raw.size
 
-    if workers > 1 and len(bounds) > 1:
-        with ThreadPoolExecutor(min(workers, len(bounds))) as pool:
-            pieces = list(pool.map(piece, bounds))
-    else:
-        pieces = [piece(bd) for bd in bounds]
+    pieces = parallel.run(piece, bounds, workers)
     check = 1
     for _, adler, length in pieces:
         check = adler32_combine(check, adler, length)

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -102,16 +101,6 @@ def _borders(cv2) -> dict[str, int]:
             "zero": cv2.BORDER_CONSTANT}
 
 
-def _as_image(x: np.ndarray, g: Geometry):
-    """Signals (n, C) as one-row images (1, n, C), with their geometry."""
-    if g.ndim == 2:
-        return x, g
-    from pwfilter.engine import Geometry
-
-    return x[None], Geometry((1, *g.shape), g.channels, (1, *g.ksize), g.per_channel,
-                             ((0, 0), *g.pad), g.itemsize)
-
-
 def _as_float(x: np.ndarray, scale: float, dtype) -> tuple[np.ndarray, float]:
     """``x`` as ``dtype`` with ``scale`` applied (a new array unless it already is)."""
     if x.dtype == dtype and scale == 1.0:
@@ -121,25 +110,71 @@ def _as_float(x: np.ndarray, scale: float, dtype) -> tuple[np.ndarray, float]:
     return out, 1.0
 
 
-def _run(cv2, x: np.ndarray, g: Geometry, boundary: str, call) -> np.ndarray:
+#: OpenCV runs a filter call on one thread below this many pixels (measured: 2^20 - 1
+#: pixels take twice as long per pixel as 2^20); smaller images, down to
+#: SPLIT_PIXELS (below which threads cost more than they save), are split into
+#: strips filtered in threads of our own.
+OPENCV_PARALLEL_PIXELS = 1 << 20
+SPLIT_PIXELS = 1 << 17
+
+
+def _strips(n_out: int, min_rows: int, workers: int, pixels: int) -> list[tuple[int, int]]:
+    """Output row ranges for calls in threads: one range unless the image is below
+    OpenCV's own threading size; each range at least ``min_rows`` rows."""
+    parts = workers if SPLIT_PIXELS <= pixels < OPENCV_PARALLEL_PIXELS else 1
+    parts = max(1, min(parts, n_out // max(min_rows, 1)))
+    bounds = np.linspace(0, n_out, parts + 1).astype(int)
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
+def _run(cv2, x: np.ndarray, g: Geometry, boundary: str, call, workers: int) -> np.ndarray:
     """The valid output of geometry ``g`` from ``call(src, anchor, border)``.
 
     ``call`` returns an array the size of ``src``, whose position (i, j) is the
-    correlation with the kernel's (0, 0) tap at ``src[i - ay, j - ax]``.
+    correlation with the kernel's (0, 0) tap at ``src[i - ay, j - ax]``. Small
+    images run in row strips in threads (see :data:`OPENCV_PARALLEL_PIXELS`): a
+    strip's rows and the kernel's reach above and below, real rows inside the
+    image, OpenCV's border at its edges.
     """
     (pt, pb), (pl, pr) = g.pad
     kh, kw = g.ksize
     out_h, out_w = g.out_shape
     borders = _borders(cv2)
     if boundary != "wrap" and pt + pb == kh - 1 and pl + pr == kw - 1:
-        y = call(x, (pl, pt), borders[boundary])  # same size: OpenCV extends by itself
+        src, anchor, border = x, (pl, pt), borders[boundary]  # OpenCV extends by itself
+        above, below = pt, pb
     else:
         src = x
         if pt or pb or pl or pr:
             src = cv2.copyMakeBorder(x, pt, pb, pl, pr, borders[boundary])
             src = src.reshape(src.shape[:2] + (x.shape[2],))
-        y = call(src, (0, 0), cv2.BORDER_CONSTANT)[:out_h, :out_w]
-    return y.reshape(out_h, out_w, -1)
+        anchor, border = (0, 0), cv2.BORDER_CONSTANT
+        above, below = 0, kh - 1
+    strips = _strips(out_h, max(2 * kh, 32), workers, src.shape[0] * src.shape[1])
+
+    def strip(bounds):
+        a, b = bounds
+        s0, s1 = max(0, a - above), min(src.shape[0], b + below)
+        y = call(src[s0:s1], anchor, border)
+        return y.reshape(s1 - s0, -1, x.shape[2])[a - s0:b - s0, :out_w]
+
+    if len(strips) == 1:
+        return strip(strips[0])
+    out = np.empty((out_h, out_w, x.shape[2]), np.float64 if x.dtype == np.float64 else
+                   np.float32)
+
+    def fill(bounds):
+        out[bounds[0]:bounds[1]] = strip(bounds)
+
+    _each(fill, strips)
+    return out
+
+
+def _each(fn, items: list) -> None:
+    """``fn`` on every item, in threads when there are several (OpenCV releases the GIL)."""
+    from pwfilter import parallel
+
+    parallel.run(fn, items, len(items))
 
 
 def _per_channel(x: np.ndarray, g: Geometry, one) -> np.ndarray:
@@ -173,22 +208,84 @@ def direct(x: np.ndarray, kernel: np.ndarray, g: Geometry, boundary: str, scale:
     if cv2 is None or g.channels > MAX_CHANNELS:
         return _ndimage_direct(*_as_float(x, scale, dtype), kernel, g, boundary, workers)
     x, scale = _as_float(x, scale, dtype)
-    x, g2 = _as_image(x, g)
-    kflip = np.flip(np.asarray(kernel, dtype), axis=(-2, -1) if g.ndim == 2 else -1)
-    kflip = kflip.reshape(kflip.shape[:-g.ndim] + g2.ksize)
-    bands = _bands(*g2.ksize, band_limit(dtype))
+    kflip = np.flip(np.asarray(kernel, dtype), axis=-1 if g.ndim == 1 else (-2, -1))
+    limit = band_limit(dtype)
+    if g.ndim == 1:
+        def one(src, c):
+            return _signal_direct(cv2, src, kflip if c is None else kflip[c], g, boundary, limit,
+                                  workers)
+    else:
+        bands = _bands(*g.ksize, limit)
 
-    def one(src, c):
-        k = kflip if c is None else kflip[c]
-        if len(bands) == 1:
-            return _run(cv2, src, g2, boundary,
-                        lambda s, anchor, border: cv2.filter2D(s, -1, k, anchor=anchor,
-                                                               borderType=border))
-        return _banded(cv2, src, k, g2, boundary, bands)
+        def one(src, c):
+            k = kflip if c is None else kflip[c]
+            if len(bands) == 1:
+                return _run(cv2, src, g, boundary,
+                            lambda s, anchor, border: cv2.filter2D(s, -1, k, anchor=anchor,
+                                                                   borderType=border),
+                            workers)
+            return _banded(cv2, src, k, g, boundary, bands)
 
     with _threads(cv2, workers):
-        y = _per_channel(x, g2, one)
-    return y if g.ndim == 2 else y[0]
+        return _per_channel(x, g, one)
+
+
+#: Outputs per row when a signal is filtered as an image: OpenCV works on rows in
+#: parallel and in cache, so many short rows run ~3x faster than one long one.
+SEGMENT = 1 << 13
+
+
+def _signal_direct(cv2, x: np.ndarray, k: np.ndarray, g: Geometry, boundary: str,
+                   limit: int, workers: int) -> np.ndarray:
+    """Valid correlation of a signal (n, C), extended by ``g.pad``, with the 1-D ``k``.
+
+    The extended signal is laid out as rows of ``L`` samples (a reshape, no copy)
+    and filtered as an image: each row's outputs are right except its last
+    ``M - 1``, which need the next row's first samples; those are computed
+    again from windows across the row ends. Kernels longer than ``limit`` taps
+    are applied in pieces whose results add up.
+    """
+    from pwfilter.blocks import boundary_index
+
+    n, channels = x.shape
+    (before, after), = g.pad
+    m, = g.ksize
+    n_out, = g.out_shape
+    length = max(SEGMENT, 4 * m)
+    rows = -(-n_out // length)
+    if rows == 1:
+        length = n_out + m - 1  # one row holding the whole extended signal
+    xp = np.zeros((rows * length + m - 1, channels), x.dtype)  # zeros past the extension
+    xp[before:before + n] = x
+    if boundary != "zero":
+        for dst, pos in ((slice(0, before), np.arange(-before, 0)),
+                         (slice(before + n, before + n + after), np.arange(n, n + after))):
+            xp[dst] = x[boundary_index(pos, n, boundary)]
+    grid = xp[:rows * length].reshape(rows, length, channels)
+    # Window r ends M - 1 samples past row r: the inputs of row r's last M - 1 outputs.
+    ends = None
+    if rows > 1 and m > 1:
+        starts = np.arange(1, rows + 1) * length - (m - 1)
+        ends = xp[starts[:, None] + np.arange(2 * m - 2)]
+    parts = _strips(rows, 1, workers, rows * length)
+    out = None
+    for first in range(0, m, limit):
+        taps = k[first:first + limit][None, :]
+        y = (np.zeros if first else np.empty)((rows, length, channels), x.dtype)
+
+        def fill(bounds, first=first, taps=taps, y=y):
+            a, b = bounds
+            y[a:b, :length - first] = cv2.filter2D(
+                grid[a:b, first:], -1, taps, anchor=(0, 0),
+                borderType=cv2.BORDER_CONSTANT).reshape(b - a, -1, channels)
+
+        _each(fill, parts)
+        if ends is not None:
+            fix = cv2.filter2D(np.ascontiguousarray(ends[:, first:]), -1, taps, anchor=(0, 0),
+                               borderType=cv2.BORDER_CONSTANT).reshape(rows, -1, channels)
+            y[:, length - (m - 1):] = fix[:, :m - 1]
+        out = y if out is None else np.add(out, y, out=out)
+    return out.reshape(rows * length, channels)[:n_out]
 
 
 def _banded(cv2, src: np.ndarray, k: np.ndarray, g: Geometry, boundary: str,
@@ -231,7 +328,7 @@ def separable(x: np.ndarray, terms, g: Geometry, boundary: str, scale: float, dt
             kr = np.ascontiguousarray((row if c is None else row[c])[::-1] * scale, dtype)
             y = _run(cv2, src, g, boundary,
                      lambda s, anchor, border: cv2.sepFilter2D(s, depth, kr, kc, anchor=anchor,
-                                                               borderType=border))
+                                                               borderType=border), workers)
             out = y if out is None else np.add(out, y, out=out)
         return out
 
@@ -253,13 +350,14 @@ def _extend(x: np.ndarray, g: Geometry, boundary: str) -> np.ndarray:
 def _in_strips(fn, xp: np.ndarray, m0: int, n_out0: int, workers: int) -> np.ndarray:
     """Run ``fn`` (valid convolution along all axes) on row strips in threads
     (``scipy.ndimage`` releases the GIL, so two strips use two cores)."""
+    from pwfilter import parallel
+
     strips = min(workers, max(1, n_out0 // 64))
     if strips <= 1:
         return fn(xp)
     bounds = np.linspace(0, n_out0, strips + 1).astype(int)
-    with ThreadPoolExecutor(strips) as pool:
-        parts = list(pool.map(lambda ab: fn(xp[ab[0]: ab[1] + m0 - 1]),
-                              zip(bounds[:-1], bounds[1:])))
+    parts = parallel.run(lambda ab: fn(xp[ab[0]: ab[1] + m0 - 1]),
+                         zip(bounds[:-1], bounds[1:]), strips)
     return np.concatenate(parts, axis=0)
 
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pwfilter import fft
+from pwfilter import fft, parallel
 from pwfilter.blocks import fill_block
 
 if TYPE_CHECKING:
@@ -115,12 +114,7 @@ def fft_image(x: np.ndarray, kernel, g: Geometry, boundary: str, scale: float, r
         y = fft.irfftn(spec, (nv, nh), (0, 1), threads, out=block)
         out[o0:o0 + n] = y[kh - 1:kh - 1 + n, kw - 1:kw - 1 + out_w]
 
-    if pool_size == 1:
-        for o0 in starts:
-            one(o0)
-    else:
-        with ThreadPoolExecutor(pool_size) as pool:
-            list(pool.map(one, starts))
+    parallel.run(one, starts, pool_size)
     return out
 
 
@@ -170,33 +164,46 @@ def oa_block(m: int, n: int) -> int:
 
 def _oa_full(x: np.ndarray, kernel: np.ndarray, per_channel: bool, nfft: int,
              workers: int) -> np.ndarray:
-    """Full linear convolution of a signal (n, C) by overlap-add, blocks transformed together."""
+    """Full linear convolution of a signal (n, C) by overlap-add, blocks transformed together.
+
+    The batch, spectrum and inverse buffers are made once and reused (fresh memory
+    for every batch costs page faults, and makes the time erratic); each block's
+    head is written once and the previous block's tail added onto it.
+    """
     m0 = kernel.shape[-1]
     n0, channels = x.shape
     step = nfft - m0 + 1
+    tail = m0 - 1
     blocks = -(-n0 // step)
+    bins = nfft // 2 + 1
     kspec = kernel_spectrum(kernel, (nfft,), per_channel, 1, workers)
-    out = np.zeros((blocks * step + nfft, channels), dtype=x.dtype)
-    group = fft_batch(nfft, channels)
+    kspec = np.ascontiguousarray(np.broadcast_to(kspec, (bins, channels)))
+    group = min(blocks, fft_batch(nfft, channels))
+    batch = np.zeros((group, nfft, channels), x.dtype)  # samples past a step stay zero
+    spec = np.empty((group, bins, channels), np.result_type(kspec, np.complex64))
+    back = np.empty((group, nfft, channels), x.dtype)
+    out = np.empty((n0 + m0 - 1, channels), x.dtype)
+    carry = np.zeros((tail, channels), x.dtype)
     for b0 in range(0, blocks, group):
-        b1 = min(blocks, b0 + group)
-        seg = x[b0 * step: b1 * step]
-        if seg.shape[0] < (b1 - b0) * step:
-            seg = np.concatenate(
-                [seg, np.zeros(((b1 - b0) * step - seg.shape[0], channels), x.dtype)])
-        seg = seg.reshape((b1 - b0, step, channels))
-        spec = fft.rfftn(seg, (nfft,), (1,), workers)
-        spec *= kspec
-        y = fft.irfftn(spec, (nfft,), (1,), workers)
-        del spec
-        # Heads tile the output; tails (nfft - step = m0 - 1 samples) add onto the next blocks.
-        out[b0 * step: b1 * step] += y[:, :step].reshape((-1, channels))
-        tail = nfft - step
-        if tail:
-            for i in range(b1 - b0):
-                start = (b0 + i + 1) * step
-                out[start: start + tail] += y[i, step:]
-    return out[: n0 + m0 - 1]
+        nb = min(blocks, b0 + group) - b0
+        for i in range(nb):
+            seg = x[(b0 + i) * step: (b0 + i + 1) * step]
+            batch[i, :seg.shape[0]] = seg
+            batch[i, seg.shape[0]:step] = 0  # the signal's end
+        fft.rfftn(batch[:nb], (nfft,), (1,), workers, out=spec[:nb])
+        spec[:nb] *= kspec
+        y = fft.irfftn(spec[:nb], (nfft,), (1,), workers, out=back[:nb])
+        for i in range(nb):
+            start = (b0 + i) * step
+            keep = min(step, out.shape[0] - start)
+            out[start:start + keep] = y[i, :keep]
+            overlap = min(tail, keep)
+            out[start:start + overlap] += carry[:overlap]
+            carry[:] = y[i, step:]
+    end = blocks * step
+    if end < out.shape[0]:
+        out[end:] = carry[:out.shape[0] - end]
+    return out
 
 
 def oa_valid(x: np.ndarray, kernel: np.ndarray, g: Geometry, nfft: int,
