@@ -20,13 +20,16 @@ import numpy as np
 from pwfilter import costs, engine, spatial, spectral
 
 
-def _best_time(fn: Callable[[], object], repeat: int) -> float:
+def _best_time(fn: Callable[[], object], repeat: int, spend: float = 0.05) -> float:
+    """The best of at least ``repeat`` runs, more for fast ones (up to ``spend`` seconds):
+    a shared machine slows some runs down, never speeds one up."""
     fn()  # warm-up: page faults, FFT plans, OpenCV's threads
-    best = math.inf
-    for _ in range(repeat):
+    best, total, runs = math.inf, 0.0, 0
+    while runs < repeat or (total < spend and runs < 20):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        best, total, runs = min(best, took), total + took, runs + 1
     return best
 
 
@@ -45,7 +48,7 @@ def _terms(method: str, g: engine.Geometry, rank: int = 1) -> list[float]:
     (the formulas of :mod:`pwfilter.engine`, with every constant set to 1 in turn)."""
     unit = {name: dict.fromkeys(terms, 0.0) for name, terms in costs.TERMS.items()}
     formula = {"direct": "direct_1d" if g.ndim == 1 else "direct_2d", "separable": "separable",
-               "fft": "fft_2d" if g.ndim == 2 else "fft_1d", "oa": "fft_1d"}[method]
+               "fft": "fft_2d" if g.ndim == 2 else "fft_1d", "oa": "oa_1d"}[method]
     out = []
     for term in costs.TERMS[formula]:
         probe = {name: dict(v) for name, v in unit.items()}
@@ -111,10 +114,8 @@ def measure(*, quick: bool = False, progress: Callable[[str], None] | None = Non
         for taps in (255, 1001, 24_000):
             run("fft_1d", "fft", a, rng.standard_normal(taps).astype(np.float32), "full",
                 "zero")
-        if seconds >= 10:
-            for taps in (255, 1001, 4001, 24_000):
-                run("fft_1d", "oa", a, rng.standard_normal(taps).astype(np.float32), "full",
-                    "zero")
+        for taps in (255, 1001, 4001, 24_000):
+            run("oa_1d", "oa", a, rng.standard_normal(taps).astype(np.float32), "full", "zero")
     return rows
 
 

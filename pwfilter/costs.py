@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 
 #: Version of the model's formulas: constants stored for another version are ignored.
-MODEL_VERSION = 4
+MODEL_VERSION = 5
 
 #: Constant names of each formula (see :func:`pwfilter.engine.choose_method`).
 TERMS = {
@@ -29,6 +29,7 @@ TERMS = {
     "separable": ("per_mac", "per_sample", "fixed"),
     "fft_2d": ("per_nlogn", "per_sample", "fixed"),
     "fft_1d": ("per_nlogn", "per_spill", "per_sample", "fixed"),
+    "oa_1d": ("per_nlogn", "per_spill", "per_sample", "fixed"),
 }
 
 #: Fitted by ``pwfilter calibrate`` on a 2-core Intel Xeon (KVM), OpenCV 5.0, SciPy 1.17.
@@ -38,6 +39,7 @@ SHIPPED = {
     "separable": {"per_mac": 1.5e-10, "per_sample": 1.0e-9, "fixed": 2.0e-4},
     "fft_2d": {"per_nlogn": 2.0e-10, "per_sample": 2.0e-9, "fixed": 5.0e-4},
     "fft_1d": {"per_nlogn": 2.3e-10, "per_spill": 1.0e-10, "per_sample": 0.0, "fixed": 5.0e-4},
+    "oa_1d": {"per_nlogn": 2.3e-10, "per_spill": 1.0e-10, "per_sample": 0.0, "fixed": 5.0e-4},
 }
 
 

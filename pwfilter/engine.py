@@ -280,7 +280,7 @@ def _cost_oa(g: Geometry, c: costs.Costs) -> tuple[float, int]:
     step = nfft - m0 + 1
     blocks = math.ceil((n0 + m0 - 1) / step)
     kernels = g.channels if g.per_channel else 1
-    k = c["fft_1d"]
+    k = c["oa_1d"]
     return _cost_transforms_1d(k, nfft, 2 * g.channels * blocks + kernels) + k["fixed"], nfft
 
 
@@ -310,9 +310,11 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
     - fft (signals): ``T · (f · N log2 N + q · N · max(0, log2 N - 17) + s · N) + c``
       for T = 2C + K transforms of N points (forward, inverse, kernel): the
       second term is the cost of transforms too large for the cache;
-    - oa (signals): the same with T = 2C per block of an overlap-add along
-      the first axis, blocks about 8x the kernel (2^14..2^19), which wins
-      when the input is much longer than the kernel (long audio).
+    - oa (signals): the same formula, with constants of its own (batches of
+      blocks behave unlike one whole transform) and T = 2C per block of an
+      overlap-add along the first axis, blocks about 8x the kernel
+      (2^14..2^19), which wins when the input is much longer than the
+      kernel (long audio).
 
     A single tap is a scaling and always runs direct (bit-exact for the
     identity kernel).
