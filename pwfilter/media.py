@@ -449,7 +449,8 @@ def quantize(data: np.ndarray, lo: float, hi: float, scale: float, dtype,
 
     Clipped: moved by more than one step of the grid (a peak of exactly +1.0
     written as PCM becomes the largest code, one step down: that is rounding);
-    NaN and Inf count as clipped and become 0. Works in strips (in ``workers``
+    NaN and Inf values count as clipped and become 0; finite values too large
+    for the float type once scaled clip to the range like any other. Works in strips (in ``workers``
     threads), so no temporary as large as ``data`` is made; ``data`` is not
     changed. Integer data are scaled in float32.
     """
@@ -462,10 +463,12 @@ def quantize(data: np.ndarray, lo: float, hi: float, scale: float, dtype,
     starts = range(0, data.shape[0], step)
 
     def one(a: int) -> int:
-        t = np.multiply(data[a:a + step], work(scale), dtype=work)
+        src = data[a:a + step]
+        with np.errstate(over="ignore"):  # huge finite values become ±Inf: clipped below
+            t = np.multiply(src, work(scale), dtype=work)
         clipped = 0
         if not (t.min() >= lo - 1 and t.max() <= hi + 1):  # also false for NaN
-            bad = ~np.isfinite(t)
+            bad = ~np.isfinite(src) if src.dtype.kind == "f" else np.zeros(src.shape, bool)
             nbad = int(np.count_nonzero(bad))
             if nbad:
                 t[bad] = 0
