@@ -41,8 +41,9 @@ import numpy as np
 if TYPE_CHECKING:
     from pwfilter.engine import Geometry
 
-#: OpenCV's most channels in one array (CV_CN_MAX).
-MAX_CHANNELS = 512
+#: Most channels OpenCV filters in one array (OpenCV 5 takes 128, 4.x 512): more
+#: channels are filtered in groups of this many.
+MAX_CHANNELS = 128
 
 
 def _works(cv2) -> bool:
@@ -178,9 +179,13 @@ def _each(fn, items: list) -> None:
 
 
 def _per_channel(x: np.ndarray, g: Geometry, one) -> np.ndarray:
-    """Apply ``one(channel_array, c)`` to each channel (a kernel each), or to all at once."""
+    """Apply ``one(channel_array, c)`` to each channel (a kernel each), or to all at once
+    (in groups of at most :data:`MAX_CHANNELS`)."""
     if not g.per_channel:
-        return one(x, None)
+        if g.channels <= MAX_CHANNELS:
+            return one(x, None)
+        return np.concatenate([one(np.ascontiguousarray(x[..., a:a + MAX_CHANNELS]), None)
+                               for a in range(0, g.channels, MAX_CHANNELS)], axis=-1)
     parts = [one(np.ascontiguousarray(x[..., c:c + 1]), c) for c in range(g.channels)]
     return np.concatenate(parts, axis=-1)
 
@@ -205,7 +210,7 @@ def direct(x: np.ndarray, kernel: np.ndarray, g: Geometry, boundary: str, scale:
     """Valid convolution of the extended input by sliding sums (any kernel)."""
     dtype = np.dtype(dtype)
     cv2 = opencv()
-    if cv2 is None or g.channels > MAX_CHANNELS:
+    if cv2 is None:
         return _ndimage_direct(*_as_float(x, scale, dtype), kernel, g, boundary, workers)
     x, scale = _as_float(x, scale, dtype)
     kflip = np.flip(np.asarray(kernel, dtype), axis=-1 if g.ndim == 1 else (-2, -1))
@@ -315,7 +320,7 @@ def separable(x: np.ndarray, terms, g: Geometry, boundary: str, scale: float, dt
     ``(kh,)``/``(kw,)`` shared or ``(C, kh)``/``(C, kw)`` one per channel."""
     dtype = np.dtype(dtype)
     cv2 = opencv()
-    if cv2 is None or g.channels > MAX_CHANNELS:
+    if cv2 is None:
         return _ndimage_separable(*_as_float(x, scale, dtype), terms, g, boundary, workers)
     depth = cv2.CV_32F if dtype == np.float32 else cv2.CV_64F
     if x.dtype not in (np.uint8, np.uint16, dtype):

@@ -174,7 +174,10 @@ _REAL_OPENCV = spatial.opencv  # the cached loader, before any test replaces it
 @pytest.fixture(scope="module")
 def cv2_checked():
     """The real cv2 module, if it imports and passes pwfilter's check (else skip)."""
-    cv2 = pytest.importorskip("cv2")
+    try:
+        import cv2
+    except Exception as exc:  # noqa: BLE001 - pwfilter treats any failure as "no OpenCV"
+        pytest.skip(f"cv2 cannot be imported ({type(exc).__name__}: {exc})")
     if not spatial._works(cv2):
         pytest.skip("cv2 fails pwfilter's hand-worked check: pwfilter would not use it")
     return cv2
@@ -283,9 +286,11 @@ def test_opencv_matches_reference(opencv, kname, boundary, mode, method, dtype):
     r = rng(kname, boundary, mode)
     x = r.standard_normal((13, 17, channels)).astype(dtype)
     k = make_kernel(r, kname, ksize).astype(dtype)
+    x0 = x.copy()
     y = engine.convolve(x, k, mode=mode, boundary=boundary, method=method)
     assert_close(y, reference(x, k, mode, boundary), dtype)
     assert opencv.calls > 0
+    np.testing.assert_array_equal(x, x0)  # the input is left alone
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -466,6 +471,47 @@ def test_strips_are_used_between_the_thresholds(opencv, monkeypatch, kname):
         assert made and max(made) == want, (image, made)
 
 
+@pytest.mark.parametrize("boundary", ["reflect", "wrap"])
+@pytest.mark.parametrize("method", METHODS)
+def test_large_uint8_image_in_strips(backend, method, boundary):
+    """A decoded 8-bit 400x500 RGB image (scale 1/255) through the threaded strips: the
+    separable path hands the uint8 rows to OpenCV unconverted, the direct one converts
+    first; both within 1 LSB of the quantized reference."""
+    x = rng("large-u8").integers(0, 256, (400, 500, 3)).astype(np.uint8)
+    g = gaussian(1.2)
+    k = np.outer(g, g[::-1] * np.linspace(0.8, 1.2, len(g)))
+    y = engine.convolve(x, k, mode="same", boundary=boundary, method=method, workers=3,
+                        scale=1 / 255)
+    want = reference(x / 255.0, k, "same", boundary)
+    assert_close(y, want, np.float32)
+    assert np.abs(quantize(y, 255) - quantize(want, 255)).max() <= 1
+    backend.assert_used()
+
+
+@pytest.mark.parametrize("layout", ["image-direct", "image-separable", "signal-direct",
+                                    "image-per-channel"])
+@pytest.mark.parametrize("channels", [128, 129, 512, 513])
+def test_many_channels(backend, channels, layout):
+    """Inputs with many channels (a .npy stack; multichannel audio). OpenCV 5 takes at
+    most 128 channels in one array (4.x 512): pwfilter sends ``spatial.MAX_CHANNELS``
+    at a time, so every count works, through OpenCV where it is present; per-channel
+    kernels are filtered one channel at a time."""
+    r = rng("many", channels, layout)
+    if layout.startswith("signal"):
+        x = r.standard_normal((300, channels))
+        k = r.standard_normal(5)
+    else:
+        x = r.standard_normal((5, 6, channels))
+        k = r.standard_normal(((channels,) if layout == "image-per-channel" else ()) + (3, 2))
+    method = "separable" if layout == "image-separable" else "direct"
+    y = engine.convolve(x, k, mode="same", boundary="reflect", method=method)
+    assert_close(y, reference(x, k, "same", "reflect"), np.float64)
+    if backend.spy is not None:
+        groups = -(-channels // spatial.MAX_CHANNELS) if layout != "image-per-channel" \
+            else channels
+        assert backend.spy.calls >= groups  # OpenCV did the work, in groups
+
+
 # ----------------------------------------------------------------- 5. kernels in bands
 
 
@@ -488,12 +534,37 @@ def test_kernels_over_129_taps_direct(backend, kname, boundary, mode):
         k = r.standard_normal(kshape).astype(dtype)
         if backend.spy is not None:
             backend.spy.filter2d_taps.clear()
+        x0 = x.copy()
         y = engine.convolve(x, k, mode=mode, boundary=boundary, method="direct")
         assert_close(y, reference(x, k, mode, boundary), dtype, dtype.__name__)
+        np.testing.assert_array_equal(x, x0)  # bands add into their own buffer
         if backend.spy is not None:
             taps = backend.spy.filter2d_taps
             assert len(taps) > 1 and max(taps) <= spatial.band_limit(dtype), taps
             assert sum(taps) == np.prod(kshape), taps  # the bands tile the kernel(s)
+
+
+@pytest.mark.parametrize("dtype,kshape", [
+    pytest.param(dt, ks, id=f"{dt.__name__}-{'x'.join(map(str, ks))}")
+    for dt, ks in [(np.float32, (3, 43)), (np.float32, (10, 13)), (np.float32, (13, 13)),
+                   (np.float64, (7, 7)), (np.float64, (5, 10)), (np.float64, (13, 13)),
+                   (np.float32, (200,)), (np.float64, (50,))]])
+@pytest.mark.parametrize("boundary", ["reflect", "wrap", "zero"])
+def test_direct_is_sliding_sums_exact_on_integers(backend, dtype, kshape, boundary):
+    """``direct`` means sliding sums: on small integer data and kernels every partial sum
+    is an integer below 2^24, so the result must equal the reference exactly. OpenCV's
+    own DFT (which filter2D switches to at 130 taps in float32, 50 in float64, and which
+    leaves ~1e-14 errors) would fail this; kernels of exactly the limit, one tap over it
+    and far over it (bands, signal pieces) are checked."""
+    r = rng("exact", dtype, kshape, boundary)
+    x = r.integers(0, 4, (30, 3) if len(kshape) == 1 else (17, 45, 2)).astype(dtype)
+    k = r.integers(-2, 3, kshape).astype(dtype)
+    for mode in MODES:
+        if mode == "valid" and len(kshape) == 1 and x.shape[0] < kshape[0]:
+            continue
+        y = engine.convolve(x, k, mode=mode, boundary=boundary, method="direct")
+        np.testing.assert_array_equal(y, reference(x, k, mode, boundary), err_msg=mode)
+    backend.assert_used()
 
 
 # ----------------------------------------------------------------- 6. signals
@@ -526,8 +597,10 @@ def test_signals_direct(backend, n, m, mode, boundary, per_channel):
     channels = 3 if per_channel else 2
     x = r.standard_normal((n, channels))
     k = r.standard_normal((channels, m) if per_channel else (m,))
+    x0 = x.copy()
     y = engine.convolve(x, k, mode=mode, boundary=boundary, method="direct")
     assert_close(y, signal_reference(x, k, mode, boundary), np.float64)
+    np.testing.assert_array_equal(x, x0)
     backend.assert_used(m)
 
 
@@ -577,7 +650,7 @@ def spatial_problems(draw):
         scale = 1.0 / top
     else:
         x = r.standard_normal(shape + (channels,)).astype(source)
-        scale = 1.0
+        scale = draw(st.sampled_from([1.0, 0.375]))  # engine's scale applies to floats too
     kshape = ((channels,) if per_channel else ()) + ksize
     if rank1:
         k = (r.standard_normal(kshape[:-1] + (1,)) * r.standard_normal(kshape[:-2] + (1,)
