@@ -378,7 +378,8 @@ def section_images(quick: bool, repeat: int) -> None:
             if tool is None:
                 print(f"({name} not installed: its rows are skipped)")
         for sigma, target in ((2, 0.5), (20, 0.6)):
-            paired(f"blur sigma {sigma}", pw + ["blur", big, "--sigma", str(sigma), "-o", out, "-q"],
+            paired(f"blur sigma {sigma}",
+                   pw + ["blur", big, "--sigma", str(sigma), "-o", out, "-q"],
                    out, "vips", vips and [vips, "gaussblur", big, ref_out, str(sigma)], ref_out,
                    rounds, target)
         for k, target in ((5, 0.7), (15, 0.4), (31, 0.2), (63, 0.06)):

@@ -18,6 +18,17 @@ import re
 from pwfilter import calibrate, costs
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help="rewrite SHIPPED in pwfilter/costs.py")
@@ -25,8 +36,11 @@ def main() -> None:
     constants, errors = calibrate.calibrate(progress=lambda what: print(f"timing {what}"))
     lines = ["SHIPPED = {"]
     for formula, values in constants.items():
-        body = ", ".join(f'"{t}": {v:.3e}' for t, v in values.items())
-        lines.append(f'    "{formula}": {{{body}}},')
+        items = [f'"{t}": {v:.3e}' for t, v in values.items()]
+        line = f'    "{formula}": {{{", ".join(items)}}},'
+        if len(line) > 99:  # the project's line length: one constant per line
+            line = f'    "{formula}": {{\n' + "".join(f"        {i},\n" for i in items) + "    },"
+        lines.append(line)
     lines.append("}")
     text = "\n".join(lines)
     print(text)
@@ -35,10 +49,10 @@ def main() -> None:
         path = os.path.join(os.path.dirname(costs.__file__), "costs.py")
         with open(path) as fh:
             source = fh.read()
-        machine = f"{os.cpu_count()}-core {platform.machine()} ({platform.processor() or '?'})"
-        source = re.sub(r"#: Fitted by .*\nSHIPPED = \{\n(?:    .*\n)*?\}",
-                        f"#: Fitted by benchmarks/fit_costs.py on a {machine}, "
-                        f"{calibrate.describe_backend()}.\n{text}", source)
+        machine = f"{os.cpu_count()}-core {platform.machine()} ({cpu_name()})"
+        source = re.sub(r"(?:#:[^\n]*\n)*SHIPPED = \{\n(?:    .*\n)*?\}\n",
+                        f"#: Fitted by benchmarks/fit_costs.py on a {machine},\n"
+                        f"#: {calibrate.describe_backend()}.\n{text}\n", source)
         with open(path, "w") as fh:
             fh.write(source)
         print(f"wrote {path}")

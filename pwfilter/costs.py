@@ -32,14 +32,25 @@ TERMS = {
     "oa_1d": ("per_nlogn", "per_spill", "per_sample", "fixed"),
 }
 
-#: Fitted by ``pwfilter calibrate`` on a 2-core Intel Xeon (KVM), OpenCV 5.0, SciPy 1.17.
+#: Fitted by benchmarks/fit_costs.py on a 2-core x86_64 (Intel(R) Xeon(R) Processor),
+#: x86_64 opencv fft=pocketfft.
 SHIPPED = {
-    "direct_2d": {"per_mac": 1.0e-10, "per_sample": 1.0e-9, "fixed": 2.0e-4},
-    "direct_1d": {"per_mac": 1.0e-10, "per_sample": 1.0e-9, "fixed": 1.0e-4},
-    "separable": {"per_mac": 1.5e-10, "per_sample": 1.0e-9, "fixed": 2.0e-4},
-    "fft_2d": {"per_nlogn": 2.0e-10, "per_sample": 2.0e-9, "fixed": 5.0e-4},
-    "fft_1d": {"per_nlogn": 2.3e-10, "per_spill": 1.0e-10, "per_sample": 0.0, "fixed": 5.0e-4},
-    "oa_1d": {"per_nlogn": 2.3e-10, "per_spill": 1.0e-10, "per_sample": 0.0, "fixed": 5.0e-4},
+    "direct_2d": {"per_mac": 2.249e-11, "per_sample": 2.951e-10, "fixed": 3.677e-04},
+    "direct_1d": {"per_mac": 2.346e-11, "per_sample": 3.767e-10, "fixed": 3.295e-05},
+    "separable": {"per_mac": 1.459e-11, "per_sample": 3.934e-10, "fixed": 1.506e-04},
+    "fft_2d": {"per_nlogn": 2.000e-10, "per_sample": 0.000e+00, "fixed": 7.377e-04},
+    "fft_1d": {
+        "per_nlogn": 3.291e-10,
+        "per_spill": 5.407e-10,
+        "per_sample": 0.000e+00,
+        "fixed": 0.000e+00,
+    },
+    "oa_1d": {
+        "per_nlogn": 5.051e-11,
+        "per_spill": 9.241e-10,
+        "per_sample": 1.819e-09,
+        "fixed": 0.000e+00,
+    },
 }
 
 

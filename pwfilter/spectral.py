@@ -41,7 +41,8 @@ def fft_sizes(g: Geometry) -> tuple[int, ...]:
 
 
 def kernel_spectrum(kernel, sizes, per_channel: bool, nd: int, workers: int) -> np.ndarray:
-    """The kernel's real spectrum at ``sizes``, channels last: ``(..., 1)`` shared or ``(..., C)``."""
+    """The kernel's real spectrum at ``sizes``, channels last: ``(..., 1)`` shared or
+    ``(..., C)`` one per channel."""
     from pwfilter.engine import Separable
 
     if isinstance(kernel, Separable):
