@@ -43,7 +43,8 @@ def _fit(rows: list[tuple[list[float], float]]) -> list[float]:
     return [float(c) for c in coef]
 
 
-def _terms(method: str, g: engine.Geometry, rank: int = 1) -> list[float]:
+def _terms(method: str, g: engine.Geometry, rank: int = 1, symmetric: bool = False
+           ) -> list[float]:
     """The multipliers of each constant in ``method``'s formula for geometry ``g``
     (the formulas of :mod:`pwfilter.engine`, with every constant set to 1 in turn)."""
     unit = {name: dict.fromkeys(terms, 0.0) for name, terms in costs.TERMS.items()}
@@ -57,7 +58,7 @@ def _terms(method: str, g: engine.Geometry, rank: int = 1) -> list[float]:
         if method == "direct":
             value = engine._cost_direct(g, model)
         elif method == "separable":
-            value = engine._cost_separable(g, rank, model)
+            value = engine._cost_separable(g, rank, model, symmetric)
         elif g.ndim == 2:
             value = engine._cost_fft_image(g, model)[0]
         elif method == "fft":
@@ -80,9 +81,10 @@ def measure(*, quick: bool = False, progress: Callable[[str], None] | None = Non
         dtype = engine.float_type(x)
         g = engine.geometry(x.shape, kernel.shape, mode, np.dtype(dtype).itemsize)
         p = engine.plan(x, kernel, mode=mode, method=method)
+        symmetric = rank == 1 and g.ndim == 2 and engine.symmetric_factors(kernel)
         t = _best_time(lambda: engine.convolve(x, kernel, mode=mode, boundary=boundary,
                                                chosen=p, scale=scale), repeat)
-        rows[formula].append((_terms(method, g, rank), t))
+        rows[formula].append((_terms(method, g, rank, symmetric), t))
 
     for h, w in images:
         if progress:
@@ -92,7 +94,7 @@ def measure(*, quick: bool = False, progress: Callable[[str], None] | None = Non
         for k in (3, 5, 9, 15) if not big else (5,):
             kern = rng.random((k, k)).astype(np.float32) + 0.5
             run("direct_2d", "direct", x, kern, "same", "reflect", scale=1 / 255)
-        for sigma in (1.0, 2.0, 5.0) if not big else (2.0,):
+        for sigma in (1.0, 2.0, 5.0, 12.0) if not big else (2.0, 20.0):
             kern = _gaussian(sigma)
             run("separable", "separable", x, kern, "same", "reflect", scale=1 / 255)
         for rank, k in ((2, 5), (3, 9)) if not big else ():

@@ -215,23 +215,32 @@ def _bands(g: Geometry, dtype_size: int) -> int:
     return len(spatial._bands(kh, kw, limit))
 
 
+def _serial(g: Geometry) -> float:
+    """How many times longer sliding sums take when too small to share out: below
+    ``spatial.SPLIT_PIXELS`` they run on one thread of ``default_workers()``."""
+    return float(default_workers()) if math.prod(g.padded) < spatial.SPLIT_PIXELS else 1.0
+
+
 def _cost_direct(g: Geometry, c: costs.Costs) -> float:
     k = c["direct_1d" if g.ndim == 1 else "direct_2d"]
     bands = _bands(g, g.itemsize)
     # Every band is one OpenCV call and one pass over the data (the first also copies).
-    return (k["per_mac"] * g.outputs * g.taps
-            + (k["per_sample"] * g.outputs + k["fixed"]) * (bands + 1))
+    return (_serial(g) * (k["per_mac"] * g.outputs * g.taps
+                          + k["per_sample"] * g.outputs * (bands + 1))
+            + k["fixed"] * (bands + 1))
 
 
-def _cost_separable(g: Geometry, rank: int, c: costs.Costs) -> float:
+def _cost_separable(g: Geometry, rank: int, c: costs.Costs, symmetric: bool = False) -> float:
     if g.ndim != 2 or rank < 1 or g.taps == 1:
         return math.inf
     k = c["separable"]
-    # The row pass runs on the extended rows, the column pass on the output's.
+    # The row pass runs on the extended rows, the column pass on the output's; OpenCV
+    # adds mirrored taps before multiplying when a factor is symmetric (blurs).
     rows_pass = g.padded[0] * g.out_shape[1] * g.channels * g.ksize[1]
     cols_pass = g.outputs * g.ksize[0]
-    return (rank * (k["per_mac"] * (rows_pass + cols_pass) + k["per_sample"] * g.outputs)
-            + k["fixed"])
+    macs = (rows_pass + cols_pass) * (0.5 if symmetric else 1.0)
+    return rank * (_serial(g) * (k["per_mac"] * macs + k["per_sample"] * g.outputs)
+                   + k["fixed"])
 
 
 def image_block_rows(g: Geometry) -> int:
@@ -281,11 +290,12 @@ def _cost_oa(g: Geometry, c: costs.Costs) -> tuple[float, int]:
     blocks = math.ceil((n0 + m0 - 1) / step)
     kernels = g.channels if g.per_channel else 1
     k = c["oa_1d"]
-    return _cost_transforms_1d(k, nfft, 2 * g.channels * blocks + kernels) + k["fixed"], nfft
+    return (_cost_transforms_1d(k, nfft, 2 * g.channels * blocks + kernels)
+            + k["per_block"] * blocks + k["fixed"]), nfft
 
 
 def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHODS[1:],
-                  model: costs.Costs | None = None) -> Plan:
+                  model: costs.Costs | None = None, symmetric: bool = False) -> Plan:
     """Choose the fastest way to evaluate one convolution, from a fitted cost model.
 
     Each candidate's time is predicted from the problem's sizes with
@@ -293,15 +303,19 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
     ones, fitted the same way on a 2-core machine; :mod:`pwfilter.costs`).
     P is the number of outputs (positions × channels):
 
-    - direct:    ``a · P · taps + (b · P + c) · (bands + 1)`` — OpenCV's sliding
-      sums, in bands of at most 129 taps (see :mod:`pwfilter.spatial`), each
-      band a call and a pass over the data, and a copy of the input;
+    - direct:    ``s · (a · P · taps + b · P · (bands + 1)) + c · (bands + 1)`` —
+      OpenCV's sliding sums, in bands of at most 129 taps (see
+      :mod:`pwfilter.spatial`), each band a call and a pass over the data, and
+      a copy of the input; s is the number of cores for inputs too small to
+      share out (one thread does the work), 1 otherwise;
     - separable: for a 2-D kernel of numerical rank r ≤ 3 (rank 1 checked
       directly, otherwise an SVD with tolerance ``rank_tolerance(dtype)`` ·
       max(kh, kw) relative to the largest singular value — far below the
-      computation's rounding), ``r · (a · (row-pass + column-pass MACs) +
-      b · P) + c`` — Gaussian and box blurs have r = 1, so their cost is
-      ~ kh + kw instead of kh · kw per output;
+      computation's rounding), ``r · (s · (a · MACs + b · P) + c)``, the row and
+      column passes' multiply-adds halved for symmetric factors (OpenCV adds
+      mirrored taps first) — Gaussian and box blurs have r = 1 and are
+      symmetric, so their cost is ~ (kh + kw) / 2 instead of kh · kw per
+      output;
     - fft (images): ``blocks · (f · C · L log2 L + s · L · C) + f · K · L log2 L + c``,
       L the size of one row block's transform (blocks a few times the
       kernel's height, :func:`image_block_rows`), C input spectra, K = 1 or
@@ -312,9 +326,9 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
       second term is the cost of transforms too large for the cache;
     - oa (signals): the same formula, with constants of its own (batches of
       blocks behave unlike one whole transform) and T = 2C per block of an
-      overlap-add along the first axis, blocks about 8x the kernel
-      (2^14..2^19), which wins when the input is much longer than the
-      kernel (long audio).
+      overlap-add along the first axis, plus ``p · blocks`` (each block's
+      own copies); blocks about 8x the kernel (2^14..2^19), which wins when
+      the input is much longer than the kernel (long audio).
 
     A single tap is a scaling and always runs direct (bit-exact for the
     identity kernel).
@@ -341,7 +355,7 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
         if "fft" in allow or (forced and "oa" in allow):
             found[allow[0] if forced else "fft"], block = _cost_fft_image(g, c)
         if "separable" in allow and 1 <= rank <= 3:
-            found["separable"] = _cost_separable(g, rank, c)
+            found["separable"] = _cost_separable(g, rank, c, symmetric)
     else:
         if "fft" in allow:
             found["fft"] = _cost_fft_signal(g, c)
@@ -427,6 +441,19 @@ def kernel_rank(kernel: np.ndarray, nd: int) -> tuple[int, float]:
 
 
 
+def symmetric_factors(kernel) -> bool:
+    """Whether a rank-1 2-D kernel's column and row read the same backwards (every
+    channel's, for per-channel kernels): Gaussians and boxes do."""
+    terms = separable_factors(kernel, 1)
+    col, row = terms[0]
+    col, row = np.asarray(col, np.float64), np.asarray(row, np.float64)
+
+    def same(v):
+        return bool(np.allclose(v, v[..., ::-1], rtol=1e-6, atol=1e-12 * np.abs(v).max()))
+
+    return same(col) and same(row)
+
+
 def separable_factors(kernel: np.ndarray, rank: int):
     """Rank-r factors of 2-D kernel(s): lists of (column, row) 1-D kernels per term.
 
@@ -498,8 +525,9 @@ def plan(x: np.ndarray, kernel, *, mode: str = "same", method: str = "auto") -> 
     itemsize = np.dtype(float_type(x)).itemsize
     g = geometry(x.shape, kernel.shape, mode, itemsize)
     rank = kernel_rank(kernel, g.ndim)[0] if g.ndim == 2 else 0
+    symmetric = rank == 1 and symmetric_factors(kernel)
     if method == "auto":
-        return choose_method(g, rank=rank)
+        return choose_method(g, rank=rank, symmetric=symmetric)
     if method not in METHODS:
         raise PwfilterError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     if method == "separable" and g.ndim != 2:
@@ -508,7 +536,7 @@ def plan(x: np.ndarray, kernel, *, mode: str = "same", method: str = "auto") -> 
         rank = max(rank, 1)
         rank = rank if rank <= 3 else min(g.ksize)
         c = costs.current()
-        return Plan("separable", {"separable": _cost_separable(g, rank, c)},
+        return Plan("separable", {"separable": _cost_separable(g, rank, c, symmetric)},
                     "forced with --method", rank=rank, model=c.source)
     p = choose_method(g, rank=rank, allow=(method,))
     block = p.block or (spectral.oa_block(g.ksize[0], g.padded[0]) if method == "oa" else 0)

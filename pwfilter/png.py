@@ -1,22 +1,24 @@
 """A fast PNG writer: row filters chosen in NumPy, deflate in parallel strips.
 
 PNG encoding is the floor of every image command. libpng encodes on one core
-and, at its fastest settings (zlib level 1, RLE strategy, one filter for
-every row), still spends ~0.3 s on a 12 MP photo. This writer does the same job in
-strips of rows on every core:
+and, at its fastest settings (zlib level 1, RLE strategy, the Average filter
+on every row), still spends ~0.25-0.3 s on a 12 MP photo. This writer does
+the same job in strips of rows on every core:
 
-- each row gets the filter (Sub, Up or Average) that leaves the smallest sum
-  of absolute residuals — libpng's own heuristic, over three of its five
-  filters, computed for whole strips at once in uint8 arithmetic;
-- each strip is deflated on its own (zlib-ng, the RLE strategy by default:
-  residuals of photographs are small numbers, which Huffman coding and runs
-  compress as well as full LZ77 matching, ~3x faster) and ends with a sync
-  flush, so the pieces concatenate into one valid zlib stream, as pigz does;
-  the Adler-32 checksums of the pieces are combined;
+- rows are filtered in NumPy, whole strips at once in uint8 arithmetic: by
+  default with the Average filter (residuals of photographs are small
+  numbers), with ``--compression N`` each row with the filter (Sub, Up or
+  Average) that leaves the smallest sum of absolute residuals (libpng's own
+  heuristic: 1-4 % smaller files, a third more time);
+- each strip is deflated on its own (zlib-ng; by default the RLE strategy:
+  Huffman coding and runs compress such residuals as well as full LZ77
+  matching, ~3x faster) and ends with a sync flush, so the pieces
+  concatenate into one valid zlib stream, as pigz does; the Adler-32
+  checksums of the pieces are combined;
 - pieces become IDAT chunks in order.
 
-Measured on a 12 MP RGB photo: ~4 % smaller than libpng at level 1, RLE,
-Average filter (pwfilter's previous default) and 2-3x faster; see
+Measured on a 12 MP RGB photo and its blur: the same size as libpng at level
+1, RLE, Average (pwfilter's previous default) and 3-3.5x faster; see
 ``benchmarks/bench.py png``. ``level`` (``--compression N``) is the zlib
 level, with zlib's default strategy. Python's zlib is used where zlib-ng is
 not installed.
@@ -63,12 +65,14 @@ def adler32_combine(first: int, second: int, second_length: int) -> int:
     return (b << 16) | a
 
 
-def filter_rows(rows: np.ndarray, prior: np.ndarray | None, bpp: int) -> np.ndarray:
+def filter_rows(rows: np.ndarray, prior: np.ndarray | None, bpp: int,
+                adaptive: bool = True) -> np.ndarray:
     """PNG-filtered rows: a filter-type byte, then each row's residuals.
 
     ``rows`` is (n, bytes per row) uint8; ``prior`` the row above the first (None
-    for the image's first row: PNG takes it as zeros). For every row the filter
-    with the smallest sum of absolute residuals (as signed bytes) wins.
+    for the image's first row: PNG takes it as zeros). ``adaptive``: for every
+    row the filter (Sub, Up or Average) with the smallest sum of absolute
+    residuals (as signed bytes) wins; otherwise every row is Average-filtered.
     """
     n, width = rows.shape
     up = np.empty_like(rows)
@@ -76,8 +80,16 @@ def filter_rows(rows: np.ndarray, prior: np.ndarray | None, bpp: int) -> np.ndar
     up[1:] = rows[:-1]
     left = np.zeros_like(rows)
     left[:, bpp:] = rows[:, :-bpp]
+    out = np.empty((n, width + 1), np.uint8)
     # (left + up) // 2 without leaving uint8: halves plus the carry of two odd values.
-    mean = (left >> 1) + (up >> 1) + (left & up & 1)
+    mean = left & up
+    mean &= 1
+    mean += left >> 1
+    mean += up >> 1
+    if not adaptive:
+        out[:, 0] = 3
+        np.subtract(rows, mean, out=out[:, 1:])
+        return out
     candidates = []
     for kind, predictor in ((1, left), (2, up), (3, mean)):
         np.subtract(rows, predictor, out=predictor)
@@ -87,7 +99,6 @@ def filter_rows(rows: np.ndarray, prior: np.ndarray | None, bpp: int) -> np.ndar
     cost = np.stack([np.abs(r.view(np.int8)).view(np.uint8).sum(axis=1, dtype=np.int64)
                      for _, r in candidates])
     best = cost.argmin(axis=0)
-    out = np.empty((n, width + 1), np.uint8)
     for i, (kind, residual) in enumerate(candidates):
         chosen = best == i
         if chosen.all():
@@ -103,9 +114,10 @@ def filter_rows(rows: np.ndarray, prior: np.ndarray | None, bpp: int) -> np.ndar
 def encode(image: np.ndarray, level: int | None = None, workers: int = 1) -> list[bytes]:
     """PNG file pieces for an (H, W) or (H, W, C) uint8/uint16 image, C = 1..4.
 
-    ``level`` None: the fast default (zlib-ng level 1 with the RLE strategy);
-    0-9: that zlib level with zlib's default strategy. Returns the file as a
-    list of byte strings to write one after the other.
+    ``level`` None: the fast default (Average filter on every row, zlib-ng's
+    RLE strategy); 0-9: each row's best filter and that zlib level with
+    zlib's default strategy. Returns the file as a list of byte strings to
+    write one after the other.
     """
     if image.ndim == 2:
         image = image[:, :, None]
@@ -122,7 +134,8 @@ def encode(image: np.ndarray, level: int | None = None, workers: int = 1) -> lis
 
     def piece(bound):
         a, b = bound
-        raw = filter_rows(rows[a:b], rows[a - 1] if a else None, bpp)
+        raw = filter_rows(rows[a:b], rows[a - 1] if a else None, bpp,
+                          adaptive=level is not None)
         z = _zlib.compressobj(zlevel, _zlib.DEFLATED, -15, 9, strategy)
         last = b == h
         data = z.compress(raw) + z.flush(_zlib.Z_FINISH if last else _zlib.Z_SYNC_FLUSH)
