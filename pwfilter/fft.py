@@ -168,6 +168,19 @@ def fftn(x, s: Sequence[int], axes: Sequence[int], workers: int = 1) -> np.ndarr
     return p.c2c(_fit(x, s, axes), axes, True, 0, None, _threads(workers))
 
 
+def ifft_inplace(x: np.ndarray, axis: int, workers: int = 1) -> np.ndarray:
+    """Inverse complex FFT of ``x`` along ``axis`` (divided by its length), written over
+    ``x`` itself. A multi-axis :func:`irfftn` needs a temporary copy of the whole
+    spectrum for this step; a spectrum that is no longer needed can spare it."""
+    p = _pocketfft()
+    if p is None:
+        import scipy.fft
+
+        x[...] = scipy.fft.ifft(x, axis=axis, workers=workers)
+        return x
+    return p.c2c(x, (axis % x.ndim,), False, 2, x, _threads(workers))
+
+
 def rfft(x, n: int, axis: int = -1, workers: int = 1,
          out: np.ndarray | None = None) -> np.ndarray:
     """:func:`rfftn` along one axis."""

@@ -112,7 +112,8 @@ def fft_image(x: np.ndarray, kernel, g: Geometry, boundary: str, scale: float, r
         block[he:] = 0
         fft.rfftn(block, (nv, nh), (0, 1), threads, out=spec)
         spec *= kspec
-        y = fft.irfftn(spec, (nv, nh), (0, 1), threads, out=block)
+        fft.ifft_inplace(spec, 0, threads)  # the spectrum's own buffer: no temporary
+        y = fft.irfft(spec, nh, 1, threads, out=block)
         out[o0:o0 + n] = y[kh - 1:kh - 1 + n, kw - 1:kw - 1 + out_w]
 
     parallel.run(one, starts, pool_size)

@@ -73,6 +73,22 @@ def test_out_receives_the_result(backend):
     np.testing.assert_allclose(y, x, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_ifft_inplace_overwrites_with_numpys_inverse(backend, dtype):
+    """The inverse along one axis of a strided view, written over the view itself."""
+    rng = np.random.default_rng(9)
+    whole = (rng.standard_normal((12, 10, 3)) + 1j * rng.standard_normal((12, 10, 3))
+             ).astype(dtype)
+    view = whole[:, 2:7]
+    want = np.fft.ifft(view.astype(np.complex128), axis=0)
+    outside = whole[:, 7:].copy()
+    got = fft.ifft_inplace(view, 0)
+    assert np.shares_memory(got, whole)
+    tol = 1e-5 if dtype == np.complex64 else 1e-12
+    np.testing.assert_allclose(whole[:, 2:7], want, rtol=0, atol=tol)
+    np.testing.assert_array_equal(whole[:, 7:], outside)
+
+
 def test_next_fast_len_is_the_smallest_5_smooth_size(backend):
     def smooth(n):
         for p in (2, 3, 5):
