@@ -212,7 +212,7 @@ def _nlogn(total: float) -> float:
 def _bands(g: Geometry, dtype_size: int) -> int:
     limit = spatial.band_limit(np.float32 if dtype_size == 4 else np.float64)
     kh, kw = (1, *g.ksize) if g.ndim == 1 else g.ksize
-    return len(spatial._bands(kh, kw, limit))
+    return len(spatial.kernel_bands(kh, kw, limit))
 
 
 def _serial(g: Geometry) -> float:
@@ -599,7 +599,7 @@ def convolve(x: np.ndarray, kernel, *, mode: str = "same",
     if boundary == "zero":
         return (spectral.fft_valid(x, k, g, workers) if p.method == "fft"
                 else spectral.oa_valid(x, k, g, p.block, workers))
-    xp = spatial._extend(x, g, boundary)
+    xp = spatial.extend(x, g, boundary)
     gp = geometry(xp.shape, k.shape, "valid", dtype.itemsize)
     return (spectral.fft_valid(xp, k, gp, workers) if p.method == "fft"
             else spectral.oa_valid(xp, k, gp, p.block, workers))

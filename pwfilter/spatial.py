@@ -195,7 +195,7 @@ def band_limit(dtype) -> int:
     return 129 if np.dtype(dtype) == np.float32 else 49
 
 
-def _bands(kh: int, kw: int, limit: int) -> list[tuple[slice, slice]]:
+def kernel_bands(kh: int, kw: int, limit: int) -> list[tuple[slice, slice]]:
     """Rectangles of at most ``limit`` taps tiling a kh x kw kernel (rows first)."""
     if kh * kw <= limit:
         return [(slice(0, kh), slice(0, kw))]
@@ -220,7 +220,7 @@ def direct(x: np.ndarray, kernel: np.ndarray, g: Geometry, boundary: str, scale:
             return _signal_direct(cv2, src, kflip if c is None else kflip[c], g, boundary, limit,
                                   workers)
     else:
-        bands = _bands(*g.ksize, limit)
+        bands = kernel_bands(*g.ksize, limit)
 
         def one(src, c):
             k = kflip if c is None else kflip[c]
@@ -344,7 +344,8 @@ def separable(x: np.ndarray, terms, g: Geometry, boundary: str, scale: float, dt
 # ----------------------------------------------------------------- SciPy fallback
 
 
-def _extend(x: np.ndarray, g: Geometry, boundary: str) -> np.ndarray:
+def extend(x: np.ndarray, g: Geometry, boundary: str) -> np.ndarray:
+    """``x`` extended by ``g.pad`` with the boundary rule (a copy; ``x`` when no padding)."""
     pads = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap",
             "zero": "constant"}
     if all(a == 0 and b == 0 for a, b in g.pad):
@@ -384,7 +385,7 @@ def _correlate_valid(xp: np.ndarray, w: np.ndarray, axis: int | None) -> np.ndar
 
 
 def _ndimage_direct(x, scale, kernel, g: Geometry, boundary: str, workers: int) -> np.ndarray:
-    xp = _extend(x, g, boundary)
+    xp = extend(x, g, boundary)
     w = np.flip(np.asarray(kernel, x.dtype), axis=tuple(range(-g.ndim, 0)))
 
     def fn(part):
@@ -397,7 +398,7 @@ def _ndimage_direct(x, scale, kernel, g: Geometry, boundary: str, workers: int) 
 
 
 def _ndimage_separable(x, scale, terms, g: Geometry, boundary: str, workers: int) -> np.ndarray:
-    xp = _extend(x, g, boundary)
+    xp = extend(x, g, boundary)
 
     def fn(part):
         out = None
