@@ -52,7 +52,7 @@ def main() -> None:
         machine = f"{os.cpu_count()}-core {platform.machine()} ({cpu_name()})"
         source = re.sub(r"(?:#:[^\n]*\n)*SHIPPED = \{\n(?:    .*\n)*?\}\n",
                         f"#: Fitted by benchmarks/fit_costs.py on a {machine},\n"
-                        f"#: {calibrate.describe_backend()}.\n{text}\n", source)
+                        f"#: {costs.backend()}.\n{text}\n", source)
         with open(path, "w") as fh:
             fh.write(source)
         print(f"wrote {path}")

@@ -152,11 +152,3 @@ def calibrate(*, quick: bool = False, progress: Callable[[str], None] | None = N
                 for terms, _ in measured]
         errors[formula] = max(abs(p / t - 1) for p, (_, t) in zip(pred, measured))
     return constants, errors
-
-
-def describe_backend() -> str:
-    """What evaluates the methods here (for the stored file and ``--json``)."""
-    import platform
-
-    return (f"{platform.machine()} {spatial.backend()} fft="
-            f"{'pocketfft' if spectral.fft._pocketfft() is not None else 'scipy.fft'}")

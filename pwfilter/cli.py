@@ -130,7 +130,8 @@ def filter_options(fn):
                      default="auto", show_default=True,
                      help="Evaluation method; auto picks the fastest by a cost model."),
         click.option("--mode", type=click.Choice(["same", "full", "valid"]),
-                     help="Output size (default: same for images, full for audio)."),
+                     help="Output size (default: same; convolve and dsconv on audio: full, "
+                          "but same for FIR designs)."),
         click.option("--boundary",
                      type=click.Choice(["reflect", "mirror", "nearest", "wrap", "zero"]),
                      help="Edge rule (default: reflect for images, zero for audio)."),
@@ -472,11 +473,14 @@ def cost(cin, cout, ksize, groups, height, width, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the fitted constants as JSON.")
 @click.option("--quick", is_flag=True, help="Fewer sizes and repeats (about half the time).")
 def calibrate(as_json, quick):
-    """Time the methods on this machine and store the fitted cost model.
+    """Time the methods on this machine (10-30 s) and store the fitted cost model.
 
     --method auto then predicts each method's time with constants of this
     machine rather than the shipped ones (-v says which are used). They are
     stored in the user's cache folder ($XDG_CACHE_HOME/pwfilter/costs.json).
+    Each line printed is a formula's constants and the worst relative error
+    of its predictions over the problems timed. --json measures and stores
+    the same way and prints the result as one JSON object.
     """
     import datetime
 
@@ -489,11 +493,11 @@ def calibrate(as_json, quick):
 
     start = datetime.datetime.now()
     constants, errors = cal.calibrate(quick=quick, progress=progress)
-    path = costs.store(constants, start.strftime("%Y-%m-%d %H:%M"), cal.describe_backend())
+    path = costs.store(constants, start.strftime("%Y-%m-%d %H:%M"))
     seconds = (datetime.datetime.now() - start).total_seconds()
     if as_json:
         click.echo(json.dumps({"path": path, "seconds": round(seconds, 1),
-                               "backend": cal.describe_backend(), "constants": constants,
+                               "backend": costs.backend(), "constants": constants,
                                "worst_relative_error": {k: round(v, 3)
                                                         for k, v in errors.items()}}))
         return 0

@@ -86,32 +86,52 @@ def valid(constants) -> bool:
         return False
 
 
+def backend() -> str:
+    """What evaluates the methods here: the machine, the sliding sums' library, the FFT's."""
+    import platform
+
+    from pwfilter import fft, spatial
+
+    return (f"{platform.machine()} {spatial.backend()} "
+            f"fft={'pocketfft' if fft._pocketfft() is not None else 'scipy.fft'}")
+
+
 @functools.cache
 def current() -> Costs:
-    """This machine's calibrated constants if stored (and of this model), else the shipped ones."""
+    """This machine's calibrated constants if stored (of this model, measured with the
+    libraries in use now), else the shipped ones. The source says which, and why."""
+    from pwfilter import spatial
+
     path = cache_path()
+    here = backend()
+    shipped = f"shipped cost model ({spatial.backend()})"
     try:
         with open(path, encoding="utf-8") as fh:
             stored = json.load(fh)
     except FileNotFoundError:
-        return Costs(SHIPPED, "shipped cost model (run 'pwfilter calibrate' to fit this machine)")
+        return Costs(SHIPPED, shipped[:-1] + "; run 'pwfilter calibrate' to fit this machine)")
     except (OSError, ValueError):
-        return Costs(SHIPPED, f"shipped cost model ({path} is unreadable)")
+        return Costs(SHIPPED, shipped[:-1] + f"; {path} is unreadable)")
     if stored.get("model") != MODEL_VERSION or not valid(stored.get("constants")):
-        return Costs(SHIPPED, f"shipped cost model ({path} is from another version: "
+        return Costs(SHIPPED, shipped[:-1] + f"; {path} is from another version: "
                               "run 'pwfilter calibrate' again)")
+    if stored.get("backend", here) != here:
+        return Costs(SHIPPED, shipped[:-1] + f"; {path} was measured with "
+                              f"{stored['backend']}, not {here})")
     when = stored.get("date", "an earlier run")
     return Costs({f: {t: float(stored["constants"][f][t]) for t in terms}
-                  for f, terms in TERMS.items()}, f"cost model calibrated on this machine {when}")
+                  for f, terms in TERMS.items()},
+                 f"cost model calibrated on this machine {when} ({spatial.backend()})")
 
 
-def store(constants: dict, date: str, backend: str = "") -> str:
-    """Write ``constants`` to the cache file (atomically); return its path."""
+def store(constants: dict, date: str) -> str:
+    """Write ``constants``, measured now with :func:`backend`, to the cache file
+    (atomically); return its path."""
     from pwfilter.output import atomic_path
 
     path = cache_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    body = json.dumps({"model": MODEL_VERSION, "date": date, "backend": backend,
+    body = json.dumps({"model": MODEL_VERSION, "date": date, "backend": backend(),
                        "constants": constants}, indent=1)
     with atomic_path(path, overwrite=True) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:

@@ -54,6 +54,18 @@ def test_a_damaged_or_outdated_file_is_ignored_and_said(cache, body):
     assert str(cache) in c.source
 
 
+def test_a_model_measured_with_other_libraries_is_ignored(cache, monkeypatch):
+    """Constants timed with OpenCV do not describe ndimage's sliding sums (4x slower)."""
+    costs.store(_scaled({"fft_2d": 1e-6}), "test")
+    assert "calibrated" in costs.current().source
+    stored = json.loads(cache.read_text())
+    stored["backend"] = stored["backend"].replace("opencv", "ndimage").replace("ndimage", "x")
+    cache.write_text(json.dumps(stored))
+    costs.current.cache_clear()
+    c = costs.current()
+    assert c.constants == costs.SHIPPED and "was measured with" in c.source
+
+
 def test_stored_constants_decide_auto(cache):
     """With FFTs made (falsely) free a 3x3 kernel goes to the FFT; with sliding sums made
     free a 31x31 kernel goes direct — so auto reads the stored file."""
