@@ -20,17 +20,10 @@ import numpy as np
 from pwfilter import costs, engine, spatial, spectral
 
 
-def _best_time(fn: Callable[[], object], repeat: int, spend: float = 0.05) -> float:
-    """The best of at least ``repeat`` runs, more for fast ones (up to ``spend`` seconds):
-    a shared machine slows some runs down, never speeds one up."""
-    fn()  # warm-up: page faults, FFT plans, OpenCV's threads
-    best, total, runs = math.inf, 0.0, 0
-    while runs < repeat or (total < spend and runs < 20):
-        t0 = time.perf_counter()
-        fn()
-        took = time.perf_counter() - t0
-        best, total, runs = min(best, took), total + took, runs + 1
-    return best
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def _fit(rows: list[tuple[list[float], float]]) -> list[float]:
@@ -71,53 +64,69 @@ def _terms(method: str, g: engine.Geometry, rank: int = 1, symmetric: bool = Fal
 
 def measure(*, quick: bool = False, progress: Callable[[str], None] | None = None
             ) -> dict[str, list[tuple[list[float], float]]]:
-    """Time the methods on this machine; return each formula's (terms, seconds) rows."""
+    """Time the methods on this machine; return each formula's (terms, seconds) rows.
+
+    Every problem is timed in every one of a few rounds, the problems taking
+    turns in a rotating order, and its best time is kept: on a shared machine
+    some runs are slowed down (never sped up), and slow spells then fall on
+    all problems alike rather than on the few timed during them. Fast
+    problems run several times per round.
+    """
     rng = np.random.default_rng(0)
-    repeat = 2 if quick else 3
-    rows: dict[str, list] = {name: [] for name in costs.TERMS}
+    rounds = 2 if quick else 3
+    jobs: list[tuple[str, list[float], Callable[[], object]]] = []
     images = [(300, 400), (750, 1000), (1500, 2000)] + ([] if quick else [(3000, 4000)])
 
-    def run(formula, method, x, kernel, mode, boundary, rank=1, scale=1.0):
+    def add(formula, method, x, kernel, mode, boundary, rank=1, scale=1.0):
         dtype = engine.float_type(x)
         g = engine.geometry(x.shape, kernel.shape, mode, np.dtype(dtype).itemsize)
         p = engine.plan(x, kernel, mode=mode, method=method)
         symmetric = rank == 1 and g.ndim == 2 and engine.symmetric_factors(kernel)
-        t = _best_time(lambda: engine.convolve(x, kernel, mode=mode, boundary=boundary,
-                                               chosen=p, scale=scale), repeat)
-        rows[formula].append((_terms(method, g, rank, symmetric), t))
+        jobs.append((formula, _terms(method, g, rank, symmetric),
+                     lambda: engine.convolve(x, kernel, mode=mode, boundary=boundary, chosen=p,
+                                             scale=scale)))
 
     for h, w in images:
-        if progress:
-            progress(f"images {w}x{h}")
         x = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         big = h * w > 3_000_000
         for k in (3, 5, 9, 15) if not big else (5,):
             kern = rng.random((k, k)).astype(np.float32) + 0.5
-            run("direct_2d", "direct", x, kern, "same", "reflect", scale=1 / 255)
+            add("direct_2d", "direct", x, kern, "same", "reflect", scale=1 / 255)
         for sigma in (1.0, 2.0, 5.0, 12.0) if not big else (2.0, 20.0):
-            kern = _gaussian(sigma)
-            run("separable", "separable", x, kern, "same", "reflect", scale=1 / 255)
+            add("separable", "separable", x, _gaussian(sigma), "same", "reflect", scale=1 / 255)
         for rank, k in ((2, 5), (3, 9)) if not big else ():
             kern = sum(np.outer(rng.random(k), rng.random(k)) for _ in range(rank))
-            run("separable", "separable", x, kern.astype(np.float32), "same", "reflect", rank,
+            add("separable", "separable", x, kern.astype(np.float32), "same", "reflect", rank,
                 scale=1 / 255)
         for k in (15, 63) if not big else (31,):
             kern = rng.random((k, k)).astype(np.float32)
-            run("fft_2d", "fft", x, kern, "same", "reflect", scale=1 / 255)
-        run("fft_2d", "fft", x, _gaussian(8.0 if not big else 20.0), "same", "reflect",
+            add("fft_2d", "fft", x, kern, "same", "reflect", scale=1 / 255)
+        add("fft_2d", "fft", x, _gaussian(8.0 if not big else 20.0), "same", "reflect",
             scale=1 / 255)
     for seconds in (1, 10, 60) if not quick else (1, 10):
-        if progress:
-            progress(f"audio {seconds} s")
         a = rng.standard_normal((48_000 * seconds, 2), dtype=np.float32)
         for taps in (7, 31, 129, 255, 511, 1001):
-            run("direct_1d", "direct", a, rng.standard_normal(taps).astype(np.float32), "full",
+            add("direct_1d", "direct", a, rng.standard_normal(taps).astype(np.float32), "full",
                 "zero")
         for taps in (255, 1001, 24_000):
-            run("fft_1d", "fft", a, rng.standard_normal(taps).astype(np.float32), "full",
+            add("fft_1d", "fft", a, rng.standard_normal(taps).astype(np.float32), "full",
                 "zero")
         for taps in (255, 1001, 4001, 24_000):
-            run("oa_1d", "oa", a, rng.standard_normal(taps).astype(np.float32), "full", "zero")
+            add("oa_1d", "oa", a, rng.standard_normal(taps).astype(np.float32), "full", "zero")
+    if progress:
+        progress(f"{len(jobs)} problems: warm-up")
+    best = [_timed(fn) for _, _, fn in jobs]  # also warms up: page faults, plans, threads
+    runs = [max(1, math.ceil(0.02 / t)) for t in best]
+    for r in range(rounds):
+        if progress:
+            progress(f"{len(jobs)} problems: round {r + 1} of {rounds}")
+        shift = r * len(jobs) // rounds
+        for i in list(range(shift, len(jobs))) + list(range(shift)):
+            for _ in range(runs[i]):
+                best[i] = min(best[i], _timed(jobs[i][2]))
+    rows: dict[str, list] = {name: [] for name in costs.TERMS}
+    for (formula, terms, _), t in zip(jobs, best):
+        rows[formula].append((terms, t))
     return rows
 
 

@@ -489,7 +489,7 @@ def calibrate(as_json, quick):
 
     def progress(what):
         if not as_json:
-            click.echo(f"pwfilter: timing {what}", err=True)
+            click.echo(f"pwfilter: timing: {what}", err=True)
 
     start = datetime.datetime.now()
     constants, errors = cal.calibrate(quick=quick, progress=progress)
