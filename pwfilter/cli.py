@@ -273,13 +273,9 @@ def _remix_for(media, matrix, bias, groups, shuffle, dry, wet):
     from pwfilter import ops, specs
 
     spec = specs.load_matrix(matrix, kind=media.kind, channels=media.channels)
-    b = None
-    if bias is not None:
-        rows = ops.effective_matrix(spec, spec.matrix.shape[-1] * max(groups, 1), groups)
-        b = specs.parse_bias(bias, rows.shape[0])
     return ops.resolve_remix(spec, channels=media.channels, kind=media.kind,
-                             has_alpha=media.has_alpha, groups=groups, shuffle=shuffle, bias=b,
-                             dry=dry, wet=wet)
+                             has_alpha=media.has_alpha, groups=groups, shuffle=shuffle,
+                             bias=bias, dry=dry, wet=wet)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -111,7 +111,8 @@ class Media:
 
     @property
     def has_alpha(self) -> bool:
-        return self.kind == "image" and self.channels in (2, 4)
+        """Images with 2 or 4 channels (LA, RGBA); a ``.npy`` array is raw data, never alpha."""
+        return self.kind == "image" and self.format != "NPY" and self.channels in (2, 4)
 
     def replace(self, **changes) -> Media:
         return dataclasses.replace(self, **changes)

@@ -165,33 +165,46 @@ def shuffle_order(channels: int, groups: int) -> np.ndarray:
     return np.arange(channels).reshape(groups, channels // groups).T.ravel()
 
 
-def effective_matrix(spec: MatrixSpec, c_in: int, groups: int = 1) -> np.ndarray:
-    """The full (C_out, C_in) matrix, expanding grouped forms to block-diagonal.
+def group_blocks(matrix: np.ndarray, groups: int = 1) -> np.ndarray:
+    """A remix matrix as per-group blocks ``(G, C_out/G, C_in/G)``.
 
-    With ``groups`` G: a 2-D matrix of shape (C_out/G, C_in/G) is shared by
-    every group; a 3-D one (G, C_out/G, C_in/G) gives each group its block.
+    A 2-D matrix with ``groups`` G is a grouped convolution's weight ``(C_out,
+    C_in/G)``, as ``torch.nn.Conv2d(groups=G)`` with a 1x1 kernel: output rows
+    g·C_out/G ... (g+1)·C_out/G − 1 read input group g. A 3-D matrix gives the
+    blocks themselves (G, C_out/G, C_in/G); one block ``(1, ...)`` is shared by
+    every group.
     """
-    m = spec.matrix
     if groups < 1:
         raise PwfilterError(f"--groups must be at least 1, got {groups}")
-    if m.ndim == 3 and groups == 1:
-        groups = m.shape[0]
+    if matrix.ndim == 3:
+        if matrix.shape[0] == 1:
+            return np.broadcast_to(matrix, (groups, *matrix.shape[1:]))
+        if groups not in (1, matrix.shape[0]):
+            raise PwfilterError(f"{matrix.shape[0]} matrix blocks for {groups} groups")
+        return matrix
+    if matrix.shape[0] % groups:
+        raise PwfilterError(f"--groups {groups}: the matrix's {matrix.shape[0]} rows (output "
+                            f"channels) do not split into {groups} groups")
+    return matrix.reshape(groups, matrix.shape[0] // groups, matrix.shape[1])
+
+
+def effective_matrix(spec: MatrixSpec, c_in: int, groups: int = 1) -> np.ndarray:
+    """The full (C_out, C_in) matrix: grouped forms (see :func:`group_blocks`) expanded to
+    block-diagonal."""
+    blocks = group_blocks(spec.matrix, groups)
+    groups, rows, cols = blocks.shape
     if groups == 1:
-        if m.shape[1] != c_in:
-            raise PwfilterError(f"matrix of shape {m.shape} has {m.shape[1]} columns but the "
+        if cols != c_in:
+            raise PwfilterError(f"matrix of shape {spec.matrix.shape} has {cols} columns but the "
                                 f"input has {c_in} channels")
-        return m
+        return blocks[0]
     if c_in % groups:
         raise PwfilterError(f"--groups {groups}: {c_in} input channels do not split into "
                             f"{groups} equal groups")
-    blocks = m if m.ndim == 3 else np.broadcast_to(m, (groups, *m.shape))
-    if blocks.shape[0] != groups:
-        raise PwfilterError(f"{blocks.shape[0]} matrix blocks for {groups} groups")
-    if blocks.shape[2] != c_in // groups:
-        raise PwfilterError(f"matrix blocks of shape {blocks.shape[1:]} have {blocks.shape[2]} "
+    if cols != c_in // groups:
+        raise PwfilterError(f"matrix blocks of shape {blocks.shape[1:]} have {cols} "
                             f"columns but each of the {groups} groups has {c_in // groups} "
                             f"of the input's {c_in} channels")
-    rows, cols = blocks.shape[1:]
     full = np.zeros((groups * rows, groups * cols))
     for g in range(groups):
         full[g * rows:(g + 1) * rows, g * cols:(g + 1) * cols] = blocks[g]
@@ -212,17 +225,21 @@ class Remix:
 
 
 def resolve_remix(spec: MatrixSpec, *, channels: int, kind: str, has_alpha: bool,
-                  groups: int = 1, shuffle: int = 0, bias: np.ndarray | None = None,
+                  groups: int = 1, shuffle: int = 0, bias: np.ndarray | str | None = None,
                   dry: float = 0.0, wet: float = 1.0) -> Remix:
     """Fold groups, shuffle, bias and dry/wet into one (C_out, C_in) matrix and bias.
 
     Alpha passes through when the matrix has one column fewer than the
     image's channels; a matrix with a column for alpha mixes it like any channel.
+    ``bias`` may be given as text (``--bias``): one value for every output
+    channel or one each, the outputs counted once the groups are expanded.
     """
+    from pwfilter.specs import parse_bias
+
     c_in = channels
     keep_alpha = False
-    cols = spec.matrix.shape[-1] * (groups if spec.matrix.ndim == 2 and groups > 1 else
-                                    (spec.matrix.shape[0] if spec.matrix.ndim == 3 else 1))
+    blocks = group_blocks(spec.matrix, groups)
+    cols = blocks.shape[0] * blocks.shape[2]
     if kind == "image" and has_alpha and cols == channels - 1:
         c_in, keep_alpha = channels - 1, True
     elif cols != channels:
@@ -230,7 +247,8 @@ def resolve_remix(spec: MatrixSpec, *, channels: int, kind: str, has_alpha: bool
                             f"but the input has {channels}"
                             + (f" ({channels - 1} without alpha)" if has_alpha else ""))
     m = effective_matrix(spec, c_in, groups)
-    b = bias if bias is not None else spec.bias
+    b = parse_bias(bias, m.shape[0]) if isinstance(bias, str) else bias
+    b = b if b is not None else spec.bias
     if b is not None and b.shape[0] != m.shape[0]:
         raise PwfilterError(f"bias: {b.shape[0]} values for {m.shape[0]} output channels")
     if dry or wet != 1.0:

@@ -373,8 +373,12 @@ AUDIO_PRESETS = ("mono", "stereo", "swap", "mid-side", "side-mid")
 
 
 def load_matrix(spec: str, *, kind: str, channels: int) -> MatrixSpec:
-    """Resolve ``--matrix SPEC``: inline rows (``|`` separates per-group blocks), file or preset."""
+    """Resolve ``--matrix SPEC``: inline rows (``|`` separates per-group blocks; one block
+    followed by ``|`` is shared by every group), a file or a preset."""
     if looks_inline(spec):
+        if spec.rstrip().endswith("|") and spec.count("|") == 1:
+            # One block and a closing bar: the block every group shares, (1, C_out/G, C_in/G).
+            return MatrixSpec(parse_rows(spec.rstrip()[:-1], "matrix")[None], None, spec)
         blocks = [parse_rows(b, "matrix") for b in spec.split("|")]
         if len(blocks) > 1:
             shapes = {b.shape for b in blocks}

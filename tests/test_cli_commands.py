@@ -152,13 +152,20 @@ def test_grouped_remix_and_shuffle_cli(tmp_path):
     src = tmp_path / "four.npy"
     np.save(src, x)
     out = tmp_path / "g.npy"
+    # A 2-D matrix is the grouped weight (C_out, C_in/G): row 0 reads group 0, row 1 group 1.
     r = run("remix", src, "--matrix", "0.5 0.5; 0.5 -0.5", "--groups", "2", "-o", out)
+    assert r.returncode == 0, r.stderr
+    want = np.stack([0.5 * x[:, 0] + 0.5 * x[:, 1], 0.5 * x[:, 2] - 0.5 * x[:, 3]], -1)
+    np.testing.assert_allclose(np.load(out), want, atol=1e-6)
+    # One block followed by | is shared by every group: block-diagonal, 4 outputs.
+    shared = tmp_path / "shared.npy"
+    r = run("remix", src, "--matrix", "0.5 0.5; 0.5 -0.5 |", "--groups", "2", "-o", shared)
     assert r.returncode == 0, r.stderr
     blk = np.array([[0.5, 0.5], [0.5, -0.5]])
     full = np.zeros((4, 4))
     full[:2, :2] = blk
     full[2:, 2:] = blk
-    np.testing.assert_allclose(np.load(out), x @ full.T, atol=1e-6)
+    np.testing.assert_allclose(np.load(shared), x @ full.T, atol=1e-6)
     sh = tmp_path / "s.npy"
     assert run("remix", src, "--matrix", "1 0 0 0; 0 1 0 0; 0 0 1 0; 0 0 0 1",
                "--shuffle", "2", "-o", sh).returncode == 0
@@ -293,3 +300,37 @@ def test_bad_option_values_are_usage_errors(rgb8):
         r = run(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert "Usage:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_npy_with_two_or_four_channels_is_raw_data_not_alpha(tmp_path):
+    """A .npy array never has alpha: an (H, W, 2) array is convolved channel by channel,
+    straight, as scipy.ndimage does (a gray + alpha image would be premultiplied)."""
+    rng = np.random.default_rng(8)
+    for channels in (2, 4):
+        x = rng.random((15, 17, channels)).astype(np.float32)
+        x[..., -1] = rng.random((15, 17)) * (rng.random((15, 17)) > 0.5)  # "alpha" with holes
+        src = tmp_path / f"raw{channels}.npy"
+        np.save(src, x)
+        out = tmp_path / f"o{channels}.npy"
+        k = "1 2 1; 2 4 2; 1 2 1"
+        r = run("convolve", src, k, "-o", out)
+        assert r.returncode == 0, r.stderr
+        kern = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], np.float64)
+        ref = np.stack([ndimage.convolve(x[..., c].astype(np.float64), kern, mode="reflect")
+                        for c in range(channels)], -1)
+        np.testing.assert_allclose(np.load(out), ref, rtol=0, atol=1e-5)
+
+
+def test_bias_with_per_group_blocks(tmp_path):
+    """Per-group blocks (groups implied by the blocks) with --bias, on a 4-channel WAV."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((300, 4)) * 0.1).astype(np.float32)
+    src = tmp_path / "four.wav"
+    sf.write(src, x, 8000, subtype="FLOAT")
+    out = tmp_path / "o.wav"
+    r = run("remix", src, "--matrix", "1 0; 0 1 | 0 1; 1 0", "--bias", "0.1", "-o", out)
+    assert r.returncode == 0, r.stderr
+    y, rate = sf.read(out, dtype="float32")
+    want = x[:, [0, 1, 3, 2]] + np.float32(0.1)
+    assert rate == 8000 and y.shape == (300, 4)
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-6)

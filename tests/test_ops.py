@@ -391,11 +391,30 @@ def block_diag(*blocks):
     return out
 
 
+def test_grouped_weight_is_torchs_convention():
+    """A 2-D matrix with --groups G is the weight (C_out, C_in/G) of a grouped 1x1
+    convolution (torch.nn.Conv2d(groups=G)): 6 channels, G = 3, a (3, 2) matrix gives 3
+    outputs, output g reading input channels 2g and 2g + 1 only."""
+    m = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]])
+    x = rng(30).standard_normal((30, 6))
+    y = remix(x, MatrixSpec(m, None, "m"), kind="audio", groups=3)
+    want = np.stack([x[:, 2 * g] * m[g, 0] + x[:, 2 * g + 1] * m[g, 1] for g in range(3)], -1)
+    assert y.shape == (30, 3)
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-13)
+    # Two rows per group: (4, 3) with G = 2 on 6 channels gives 4 outputs.
+    m4 = np.arange(12.0).reshape(4, 3)
+    y4 = remix(x, MatrixSpec(m4, None, "m"), kind="audio", groups=2)
+    np.testing.assert_allclose(y4, np.concatenate([x[:, :3] @ m4[:2].T, x[:, 3:] @ m4[2:].T],
+                                                  -1), rtol=0, atol=1e-12)
+    with pytest.raises(PwfilterError, match="rows"):
+        ops.effective_matrix(MatrixSpec(m, None, "m"), 4, 2)  # 3 rows in 2 groups
+
+
 def test_grouped_shared_matrix_is_block_diagonal():
-    """--groups 2 with a 2-D (C_out/G, C_in/G) matrix shared by both groups."""
+    """--groups 2 with one (1, C_out/G, C_in/G) block shared by both groups."""
     m = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     x = rng(31).standard_normal((40, 4))
-    spec = MatrixSpec(m, None, "m")
+    spec = MatrixSpec(m[None], None, "m")
     full = block_diag(m, m)
     np.testing.assert_array_equal(ops.effective_matrix(spec, 4, 2), full)
     y = remix(x, spec, kind="audio", groups=2)
@@ -420,7 +439,7 @@ def test_grouped_per_group_blocks_are_block_diagonal():
 
 
 def test_grouped_errors():
-    spec = MatrixSpec(np.ones((2, 2)), None, "m")
+    spec = MatrixSpec(np.ones((1, 2, 2)), None, "m")
     with pytest.raises(PwfilterError):
         ops.effective_matrix(spec, 5, 2)  # 5 channels do not split in 2 groups
     with pytest.raises(PwfilterError):
@@ -450,7 +469,7 @@ def test_shuffle_is_shufflenets_view_transpose_flatten(channels, groups):
 def test_shuffle_carries_an_impulse_to_the_other_group():
     """Two grouped remixes (G = 2, 4 channels): without a shuffle between them a unit
     impulse in group 1 never reaches group 2; with one it does."""
-    spec = MatrixSpec(np.ones((2, 2)), None, "all-in-group")
+    spec = MatrixSpec(np.ones((1, 2, 2)), None, "all-in-group")
     x = np.zeros((1, 4))
     x[0, 0] = 1.0  # channel 0: group 1
     plain = remix(remix(x, spec, kind="audio", groups=2), spec, kind="audio", groups=2)
