@@ -75,17 +75,17 @@ class Common:
             click.echo(f"pwfilter: {message}", err=True)
 
 
-def run_each(common: Common, inputs: tuple[str, ...], command: str, process,
-             stream=None, normalize: bool = False) -> int:
-    """Load, process and save every input; report; return the exit status.
+def run_each(common: Common, inputs: tuple[str, ...], command: str, job) -> int:
+    """Apply ``job`` (a :class:`pwfilter.steps.Job`) to every input; report; return the
+    exit status.
 
-    ``process(media) -> (media, facts)`` does the work in memory; ``facts``
-    (method, plan) are shown with ``-v`` and ``--json``. ``stream(reader)``,
-    where given, returns a :class:`pwfilter.stream.StreamFilter` (or None)
-    for audio too large to hold in memory. Every input is attempted;
-    failures are reported one line each and summarised.
+    For each input the job is resolved into a chain of stages once (an impulse
+    response is decoded once per job) and run in memory, or streamed for audio
+    too large to hold in memory. Every input is attempted; failures are
+    reported one line each and summarised.
     """
     from pwfilter import media as m
+    from pwfilter.steps import Context
 
     suffix = _check_usage(common, inputs)
     if common.output and common.output.endswith(("/", os.sep)):
@@ -97,14 +97,15 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, process,
 
     options = m.SaveOptions(quality=common.quality, compression=common.compression)
     reads = ReadFiles(inputs)
+    ctx = Context(common.limits, lambda path: m.load_media(path, limits=common.limits))
     failed: list[str] = []
     written: dict[str, str] = {}
     loader = Prefetch(inputs, common.limits)
     try:
         for i, name in enumerate(inputs):
             loader.ahead(i + 1)
-            if not _attempt(common, name, inputs, reads, command, process, stream, normalize,
-                            suffix, options, written, lambda i=i: loader.take(i)):
+            if not _attempt(common, name, inputs, reads, command, job, ctx, suffix, options,
+                            written, lambda i=i: loader.take(i)):
                 failed.append(name)
             loader.drop(i)
     finally:
@@ -230,12 +231,14 @@ def _check_usage(common: Common, inputs: tuple[str, ...]) -> str | None:
     return suffix
 
 
-def _run_one(common: Common, name: str, inputs, reads, command: str, process, stream,
-             normalize: bool, suffix, options, written: dict, loaded, start: float) -> None:
+def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, suffix,
+             options, written: dict, loaded, start: float) -> None:
     """The whole job for one input (errors propagate to :func:`run_each`). ``loaded()``
     gives the input when it was loaded ahead."""
+    from pwfilter import limits
     from pwfilter import media as m
     from pwfilter.output import STDOUT, atomic_path, check_target, plan_output
+    from pwfilter.steps import Input
 
     if name != "-" and not os.path.lexists(name):
         raise PwfilterError(f"{name}: no such file")
@@ -250,17 +253,33 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, process, st
             raise PwfilterError(f"{target}: already written by this run from {written[key]} "
                                 "(inputs with the same name into one folder)")
     check_target(target, reads, common.overwrite)
-    if media is None and stream is not None and target != STDOUT and _is_audio_file(name, m):
-        done = _try_stream(common, name, target, suffix, stream, normalize, options, m)
-        if done is not None:
-            written[os.path.realpath(target)] = name
-            report(common, name, target, *done, time.perf_counter() - start)
-            return
+    chain = None
+    if media is None and _is_audio_file(name, m):
+        reader = m.AudioReader(name, limits=common.limits)
+        chain = job.resolve(Input.of(reader.meta(), reader.frames), ctx)  # also in memory
+        if target != STDOUT:
+            done = _try_stream(common, name, target, suffix, chain, reader, options, m)
+            if done is not None:
+                written[os.path.realpath(target)] = name
+                report(common, name, target, *done, time.perf_counter() - start)
+                return
     if media is None:
         media = loaded() or m.load_media(name, limits=common.limits)
-    # input, padded copy, output and transform buffers: about four times the samples
-    common.limits.check_memory(media.samples.size * 4 * 4, name)
-    result, facts = process(media)
+    if chain is None:
+        chain = job.resolve(Input.of(media), ctx)
+    if media.kind == "image":
+        need = limits.image_bytes(media.samples.size // media.channels,
+                                  max(media.channels, chain.c_out))
+    else:
+        need = limits.audio_bytes(media.shape[0], max(media.channels, chain.c_out), chain.taps)
+    common.limits.check_memory(need, name)
+    stage = [0]
+    try:
+        samples, plans = chain.run(media.samples, media.scale,
+                                   on_stage=lambda i: stage.__setitem__(0, i))
+    except PwfilterError as exc:
+        raise job.stage_error(exc, stage[0]) from None
+    result = media.replace(samples=samples)
     fmt = _output_format(target, suffix, result, m)
     for note in m.save_notes(media, result, fmt):
         common.note(f"{name}: {note}")
@@ -273,7 +292,7 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, process, st
         with atomic_path(target, common.overwrite) as tmp:
             clipped = m.write_media(result, tmp, fmt, options)
         written[os.path.realpath(target)] = name
-    facts = dict(facts, normalized=normalize)
+    facts = {"plans": list(zip(chain.stages, plans)), "normalized": chain.normalize}
     report(common, name, target, result, facts, clipped, time.perf_counter() - start)
 
 
@@ -290,19 +309,20 @@ def _is_audio_file(name: str, m) -> bool:
     return name != "-" and _sniff(name, m) in ("WAV", "FLAC", "OGG", "AIFF")
 
 
-def _try_stream(common: Common, name, target, suffix, stream, normalize, options, m):
-    """Stream one audio file when it is too large for memory; None to use the in-memory path."""
+def _try_stream(common: Common, name, target, suffix, chain, reader, options, m):
+    """Stream one audio file through ``chain`` when it is too large for memory; None to
+    use the in-memory path."""
     import numpy as np
 
     from pwfilter import stream as st
     from pwfilter.output import atomic_path
 
-    reader = m.AudioReader(name, limits=common.limits)
     meta = reader.meta()
-    job = stream(reader)
+    job = chain.blocks(reader.frames, meta.samples.dtype.type)
     if job is None:
         return None
-    want, why = st.should_stream(reader.frames, reader.channels, job.m, common.stream_budget)
+    want, why = st.should_stream(reader.frames, max(reader.channels, job.c_out), job.m,
+                                 common.stream_budget)
     common.detail(f"{name}: {why}")
     if not want:
         return None
@@ -316,11 +336,13 @@ def _try_stream(common: Common, name, target, suffix, stream, normalize, options
                                  subtype=subtype, options=options)
 
         clipped = st.stream_file(reader.blocks(st.read_block_size(job)), job, open_writer,
-                                 normalize=normalize, temp_dir=folder, on_progress=progress)
+                                 normalize=chain.normalize, temp_dir=folder,
+                                 on_progress=progress)
     how = (f"overlap-add steps of {job.conv.step:,} frames (FFT size {job.conv.nfft:,})"
            if job.conv else "blocks")
-    facts = {"method": "stream", "shape": [job.emitted, job.c_out],
-             "notes": [f"streamed {reader.frames:,} frames in {how}"]}
+    facts = {"method": "stream", "shape": [job.emitted, job.c_out], "normalized": chain.normalize,
+             "notes": [f"streamed {reader.frames:,} frames in {how}"],
+             "plans": [(stage, None) for stage in chain.stages]}
     return result, facts, clipped
 
 
@@ -355,7 +377,7 @@ def _output_format(target, suffix, result, m) -> str:
 
 
 def report(common: Common, name, target, result, facts: dict, clipped: int, seconds: float):
-    """Notes on stderr (clipping; with -v the plan), and the ``--json`` line.
+    """Notes on stderr (clipping; with -v each stage's plan), and the ``--json`` line.
 
     With the result on standard output the JSON line goes to stderr, so the
     data stream stays clean.
@@ -368,18 +390,92 @@ def report(common: Common, name, target, result, facts: dict, clipped: int, seco
         hint = ("negative values clip at 0 in images" if facts.get("normalized") else
                 "use --normalize to scale to the peak instead")
         common.note(f"{name}: {clipped:,} {what} clipped to the output format's range ({hint})")
-    plan = facts.get("plan")
-    if plan is not None:
-        common.detail(f"{name}: {plan.describe()}")
+    plans = facts.get("plans", [])
+    chained = len(plans) > 1
+    for i, (stage, plan) in enumerate(plans):
+        if plan is not None:
+            where = f"stage {i + 1} ({stage.name}): " if chained else ""
+            common.detail(f"{name}: {where}{plan.describe()}")
     for line in facts.get("notes", ()):
         common.detail(f"{name}: {line}")
     if common.json:
         obj = {"input": name, "output": target,
-               "shape": facts.get("shape") or list(result.shape),
-               "method": plan.method if plan is not None else facts.get("method"),
-               "seconds": round(seconds, 4), "clipped": clipped}
-        if plan is not None:
-            obj["predicted"] = {k: round(v, 6) for k, v in plan.costs.items()}
+               "shape": facts.get("shape") or list(result.shape)}
+        described = [_stage_facts(stage, plan, facts) for stage, plan in plans]
+        if chained:
+            obj["stages"] = described
+        elif described:
+            obj.update({k: v for k, v in described[0].items() if k != "stage"})
+        obj.update({"seconds": round(seconds, 4), "clipped": clipped})
         click.echo(json.dumps(obj), err=target == "-")
     elif target != "-":
         common.detail(f"{name} -> {target} ({seconds:.3f} s)")
+
+
+def _stage_facts(stage, plan, facts: dict) -> dict:
+    """A stage's method (and predicted costs) for ``--json``."""
+    if plan is None:
+        return {"stage": stage.name, "method": facts.get("method") or "pointwise"}
+    return {"stage": stage.name, "method": plan.method,
+            "predicted": {k: round(v, 6) for k, v in plan.costs.items()}}
+
+
+def describe_each(inputs: tuple[str, ...], *, as_json: bool, max_pixels: int | None) -> int:
+    """``pwfilter info``: one line (or JSON object) per input; failures summarised."""
+    from pwfilter.limits import DEFAULT_MAX_PIXELS, Limits
+    from pwfilter.media import describe_file
+
+    limits = Limits(max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    failed = []
+    for name in inputs:
+        try:
+            d = describe_file(name, limits=limits)
+        except PwfilterError as exc:
+            failed.append(name)
+            click.echo(f"pwfilter: error: {exc}", err=True)
+            continue
+        if as_json:
+            click.echo(json.dumps(d))
+        elif d["kind"] == "image":
+            click.echo(f"{d['input']}: image {d['format']} {d['width']}x{d['height']} "
+                       f"{d['mode']} {d['bits']}-bit, {d['channels']} channel(s)")
+        else:
+            dur = f", {d['duration']:.3f} s" if d.get("duration") is not None else ""
+            rate = f" {d['rate']} Hz" if d.get("rate") else ""
+            click.echo(f"{d['input']}: {d['kind']} {d['format']}{rate} {d['subtype']}, "
+                       f"{d['channels']} channel(s), {d['frames']:,} frames{dur}")
+    if failed and len(inputs) > 1:
+        click.echo(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
+                   + ", ".join(failed), err=True)
+    return 1 if failed else 0
+
+
+def write_kernel(name: str, *, rate: int, one_d: bool, output: str, overwrite: bool) -> str:
+    """``pwfilter kernel``: write a named kernel as .npy or text rows (or .npy to standard
+    output); return the line that describes it."""
+    import numpy as np
+
+    from pwfilter import engine, specs
+    from pwfilter.output import ReadFiles, atomic_path, check_target
+
+    fir = name.split(":")[0].lower() in ("lowpass", "highpass", "bandpass")
+    ks = specs.named_kernel(name, 1 if (one_d or fir) else 2, rate)
+    if ks is None:
+        raise PwfilterError(f"unknown kernel {name!r} (one of: {', '.join(specs.KERNEL_NAMES)})")
+    dense = np.asarray(ks.array)
+    buf = io.BytesIO()
+    if output.lower().endswith((".txt", ".csv")):
+        sep = "," if output.lower().endswith(".csv") else " "
+        np.savetxt(buf, np.atleast_2d(dense), fmt="%.17g", delimiter=sep,
+                   header=f"pwfilter kernel {ks.name}")
+    else:
+        np.save(buf, dense)
+    if output == "-":
+        sys.stdout.buffer.write(buf.getvalue())
+    else:
+        check_target(output, ReadFiles(()), overwrite)
+        with atomic_path(output, overwrite) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(buf.getvalue())
+    rank = engine.kernel_rank(ks.array, 2)[0] if dense.ndim == 2 else 1
+    return f"{output}: {ks.name} shape {dense.shape}, sum {dense.sum():.6g}, rank {rank}"

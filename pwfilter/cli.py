@@ -110,19 +110,6 @@ def kernel_options(fn):
     return fn
 
 
-def load_kernel(common: Common, spec: str, media, normalize_kernel, resample_ir):
-    """The kernel for one input: parsed, checked against memory, normalised if asked."""
-    from pwfilter import specs
-
-    ks = specs.load_kernel(spec, kind=media.kind, channels=media.channels, rate=media.rate,
-                           resample_ir=resample_ir, load_audio=_kernel_loader(common))
-    k = ks.array
-    _check_kernel_memory(common, media, k)
-    if normalize_kernel:
-        k = specs.normalize_kernel(k, normalize_kernel, per_channel=k.ndim > len(media.shape) - 1)
-    return k, ks.default_mode
-
-
 def filter_options(fn):
     """Add the ``[filter]`` options, passed on as one ``FilterOptions``."""
     options = [
@@ -149,7 +136,7 @@ def filter_options(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, method, mode, boundary, scale, bias, dry, wet, normalize, **kwargs):
-        from pwfilter.ops import FilterOptions
+        from pwfilter.steps import FilterOptions
 
         opts = FilterOptions(mode=mode, boundary=boundary, method=method, scale=scale, bias=bias,
                              dry=dry, wet=wet, normalize=normalize)
@@ -158,6 +145,142 @@ def filter_options(fn):
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def blur_options(fn):
+    for option in reversed([
+        click.option("--kind", type=click.Choice(["gaussian", "box"]), default="gaussian",
+                     show_default=True),
+        click.option("--sigma", type=FiniteFloat(positive=True), default=2.0,
+                     show_default=True, help="Gaussian standard deviation (pixels or samples)."),
+        click.option("--radius", type=click.IntRange(0), default=1, show_default=True,
+                     help="Box radius: 2R+1 taps per axis."),
+    ]):
+        fn = option(fn)
+    return filter_options(fn)
+
+
+def group_options(fn):
+    for option in reversed([
+        click.option("--groups", type=click.IntRange(1), default=1, show_default=True,
+                     help="Grouped matrix: each group of channels mixed on its own."),
+        click.option("--shuffle", type=click.IntRange(1), default=None, metavar="G",
+                     help="Channel shuffle of the outputs over G groups."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def remix_options(fn):
+    for option in reversed([
+        click.option("--matrix", "matrix", required=True, metavar="SPEC",
+                     help="Rows (\"0.299 0.587 0.114\"), .npy/.txt file, or preset: gray, sepia, "
+                          "bgr, invert (images); mono, stereo, swap, mid-side, side-mid (audio)."),
+        click.option("--bias", metavar="SPEC",
+                     help="Added per output channel: one value or one each."),
+    ]):
+        fn = option(fn)
+    fn = group_options(fn)
+    for option in reversed([
+        click.option("--dry", type=FLOAT, default=0.0, show_default=True,
+                     help="Amount of the input mixed in (needs C_out = C_in)."),
+        click.option("--wet", type=FLOAT, default=1.0, show_default=True,
+                     help="Amount of the remixed result."),
+        click.option("--normalize", is_flag=True, help="Scale the result to the format's peak."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def dsconv_options(fn):
+    for option in reversed([
+        click.option("--depthwise", "depthwise", required=True, metavar="KERNEL",
+                     help="Per-channel kernel (as convolve's KERNEL)."),
+        click.option("--pointwise", "pointwise", required=True, metavar="SPEC",
+                     help="Channel matrix (as remix --matrix)."),
+    ]):
+        fn = option(fn)
+    return filter_options(kernel_options(group_options(fn)))
+
+
+# ----------------------------------------------------------------- steps
+
+
+def convolve_step(kernel, correlate, normalize_kernel, resample_ir, fopts):
+    from dataclasses import replace
+
+    from pwfilter.steps import ConvolveStep
+
+    return ConvolveStep(name="convolve", normalize=fopts.normalize, kernel=kernel,
+                        normalize_kernel=normalize_kernel, resample_ir=resample_ir,
+                        opts=replace(fopts, correlate=correlate))
+
+
+def blur_step(kind, sigma, radius, fopts):
+    from pwfilter.steps import BlurStep
+
+    return BlurStep(name="blur", normalize=fopts.normalize, kind=kind, sigma=sigma,
+                    radius=radius, opts=fopts)
+
+
+def remix_step(matrix, bias, groups, shuffle, dry, wet, normalize):
+    from pwfilter.steps import RemixStep
+
+    return RemixStep(name="remix", normalize=normalize, matrix=matrix, bias=bias,
+                     groups=groups, shuffle=shuffle or 0, dry=dry, wet=wet)
+
+
+def dsconv_step(depthwise, pointwise, groups, shuffle, correlate, normalize_kernel, resample_ir,
+                fopts):
+    from dataclasses import replace
+
+    from pwfilter.steps import DSConvStep
+
+    return DSConvStep(name="dsconv", normalize=fopts.normalize, depthwise=depthwise,
+                      pointwise=pointwise, groups=groups, shuffle=shuffle or 0,
+                      normalize_kernel=normalize_kernel, resample_ir=resample_ir,
+                      opts=replace(fopts, correlate=correlate))
+
+
+def _run(common: Common, inputs, command: str, *steps) -> int:
+    """Run ``steps`` on every input with the ``--jobs`` threads."""
+    from pwfilter.steps import Job, with_workers
+
+    return run_each(common, inputs, command,
+                    Job(tuple(with_workers(s, common.jobs) for s in steps), command))
+
+
+# A stage of ``chain``: the command's own options, no inputs; the callback makes its step.
+STAGES = {
+    "blur": click.Command("blur", callback=blur_options(blur_step)),
+    "convolve": click.Command("convolve", callback=kernel_options(filter_options(
+        click.argument("kernel", metavar="KERNEL")(convolve_step)))),
+    "remix": click.Command("remix", callback=remix_options(remix_step)),
+    "dsconv": click.Command("dsconv", callback=dsconv_options(dsconv_step)),
+}
+for _name, _command in STAGES.items():
+    _command.params = list(reversed(getattr(_command.callback, "__click_params__", [])))
+
+
+def parse_stages(tokens: list[str]) -> list:
+    """Steps from ``STAGE [options] + STAGE [options] ...`` (each stage's own options)."""
+    groups: list[list[str]] = [[]]
+    for token in tokens:
+        if token == "+":
+            groups.append([])
+        else:
+            groups[-1].append(token)
+    steps = []
+    for i, group in enumerate(groups):
+        if not group:
+            raise click.UsageError(f"stage {i + 1} is empty (STAGE [options] + STAGE ...)")
+        command = STAGES.get(group[0])
+        if command is None:
+            raise click.UsageError(f"stage {i + 1}: unknown stage {group[0]!r} (one of: "
+                                   f"{', '.join(STAGES)})")
+        with command.make_context(f"pwfilter chain ... -- {group[0]}", group[1:]) as ctx:
+            steps.append(command.invoke(ctx))
+    return steps
 
 
 # ----------------------------------------------------------------- commands
@@ -175,19 +298,13 @@ def cli():
     """
 
 
-def _kernel_loader(common: Common):
-    from pwfilter.media import load_media
-
-    return lambda path: load_media(path, limits=common.limits)
-
-
 @cli.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
 @click.argument("kernel", metavar="KERNEL")
 @kernel_options
 @filter_options
 @common_options
-def convolve(inputs, kernel, correlate, normalize_kernel, resample_ir, fopts, common):
+def convolve(inputs, common, **options):
     """Convolve each INPUT with KERNEL.
 
     KERNEL: a .npy/.txt/.csv file, inline rows ("1 2 1; 2 4 2; 1 2 1"), an
@@ -196,171 +313,66 @@ def convolve(inputs, kernel, correlate, normalize_kernel, resample_ir, fopts, co
     highpass:HZ[:TAPS], bandpass:LO:HI[:TAPS]. Rows starting with a minus
     sign go after -- or with a leading space: " -1 2 -1".
     """
-    from dataclasses import replace
-
-    from pwfilter import ops
-
     if not inputs:
         raise click.UsageError("missing KERNEL (pwfilter convolve INPUT... KERNEL)")
-    fopts = replace(fopts, correlate=correlate, workers=common.jobs)
-
-    def process(media):
-        k, default_mode = load_kernel(common, kernel, media, normalize_kernel, resample_ir)
-        y, plan = ops.filter_array(media.samples, k, kind=media.kind, has_alpha=media.has_alpha,
-                                   opts=fopts, default_mode=default_mode, scale=media.scale)
-        return media.replace(samples=y), {"plan": plan}
-
-    def stream(reader):
-        from pwfilter.stream import stream_for
-
-        k, default_mode = load_kernel(common, kernel, reader.meta(), normalize_kernel,
-                                      resample_ir)
-        return stream_for(reader, k, fopts, default_mode)
-
-    return run_each(common, inputs, "convolve", process, stream, fopts.normalize)
-
-
-def _check_kernel_memory(common: Common, media, kernel) -> None:
-    import numpy as np
-
-    from pwfilter import engine
-
-    shape = (max(media.shape[0], 1),) + media.shape[1:]  # streaming: header only
-    itemsize = np.dtype(engine.float_type(media.samples)).itemsize
-    g = engine.geometry(shape, kernel.shape, "full", itemsize)
-    common.limits.check_memory(min(engine.fft_memory(g), kernel.nbytes * media.channels * 4)
-                               + np.prod(shape) * itemsize * 3, f"{media.name} with this kernel")
+    return _run(common, inputs, "convolve", convolve_step(**options))
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--kind", type=click.Choice(["gaussian", "box"]), default="gaussian",
-              show_default=True)
-@click.option("--sigma", type=FiniteFloat(positive=True), default=2.0,
-              show_default=True, help="Gaussian standard deviation (pixels or samples).")
-@click.option("--radius", type=click.IntRange(0), default=1, show_default=True,
-              help="Box radius: 2R+1 taps per axis.")
-@filter_options
+@blur_options
 @common_options
-def blur(inputs, kind, sigma, radius, fopts, common):
+def blur(inputs, common, **options):
     """Blur each INPUT (Gaussian or box, separable, any size at about the same cost).
 
     Images and audio keep their size (mode same), unless --mode says otherwise.
     """
-    from dataclasses import replace
-
-    from pwfilter import ops
-
-    fopts = replace(fopts, workers=common.jobs)
-
-    def process(media):
-        nd = len(media.shape) - 1
-        k = ops.blur_kernel(kind, nd, sigma=sigma, radius=radius)
-        y, plan = ops.filter_array(media.samples, k, kind=media.kind, has_alpha=media.has_alpha,
-                                   opts=fopts, default_mode="same", scale=media.scale)
-        return media.replace(samples=y), {"plan": plan}
-
-    def stream(reader):
-        from pwfilter.stream import stream_for
-
-        k = ops.blur_kernel(kind, 1, sigma=sigma, radius=radius)
-        return stream_for(reader, k, fopts, "same")
-
-    return run_each(common, inputs, "blur", process, stream, fopts.normalize)
-
-
-def _remix_for(media, matrix, bias, groups, shuffle, dry, wet):
-    from pwfilter import ops, specs
-
-    spec = specs.load_matrix(matrix, kind=media.kind, channels=media.channels)
-    return ops.resolve_remix(spec, channels=media.channels, kind=media.kind,
-                             has_alpha=media.has_alpha, groups=groups, shuffle=shuffle,
-                             bias=bias, dry=dry, wet=wet)
+    return _run(common, inputs, "blur", blur_step(**options))
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--matrix", "matrix", required=True, metavar="SPEC",
-              help="Rows (\"0.299 0.587 0.114\"), .npy/.txt file, or preset: gray, sepia, bgr, "
-                   "invert (images); mono, stereo, swap, mid-side, side-mid (audio).")
-@click.option("--bias", metavar="SPEC", help="Added per output channel: one value or one each.")
-@click.option("--groups", type=click.IntRange(1), default=1, show_default=True,
-              help="Grouped remix: each group of channels mixed on its own.")
-@click.option("--shuffle", type=click.IntRange(1), default=None, metavar="G",
-              help="Channel shuffle of the outputs over G groups.")
-@click.option("--dry", type=FLOAT, default=0.0, show_default=True,
-              help="Amount of the input mixed in (needs C_out = C_in).")
-@click.option("--wet", type=FLOAT, default=1.0, show_default=True,
-              help="Amount of the remixed result.")
-@click.option("--normalize", is_flag=True, help="Scale the result to the format's peak.")
+@remix_options
 @common_options
-def remix(inputs, matrix, bias, groups, shuffle, dry, wet, normalize, common):
+def remix(inputs, common, **options):
     """Remix the channels of each INPUT by a matrix (a 1x1 pointwise convolution)."""
-    from pwfilter import ops
-
-    def process(media):
-        r = _remix_for(media, matrix, bias, groups, shuffle or 0, dry, wet)
-        y = ops.remix_array(media.samples, r, media.scale, common.jobs)
-        if normalize:
-            y = ops.normalize_peak(y, r.keep_alpha)
-        return media.replace(samples=y), {"method": "pointwise"}
-
-    def stream(reader):
-        from pwfilter.stream import StreamFilter
-
-        r = _remix_for(reader.meta(), matrix, bias, groups, shuffle or 0, dry, wet)
-        return StreamFilter(reader.channels, reader.frames, matrix=r.matrix, matrix_bias=r.bias,
-                            dtype=reader.meta().samples.dtype.type)
-
-    return run_each(common, inputs, "remix", process, stream, normalize)
+    return _run(common, inputs, "remix", remix_step(**options))
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--depthwise", "depthwise", required=True, metavar="KERNEL",
-              help="Per-channel kernel (as convolve's KERNEL).")
-@click.option("--pointwise", "pointwise", required=True, metavar="SPEC",
-              help="Channel matrix (as remix --matrix).")
-@click.option("--groups", type=click.IntRange(1), default=1, show_default=True,
-              help="Grouped pointwise matrix: each group of channels mixed on its own.")
-@click.option("--shuffle", type=click.IntRange(1), default=None, metavar="G",
-              help="Channel shuffle of the outputs over G groups.")
-@kernel_options
-@filter_options
+@dsconv_options
 @common_options
-def dsconv(inputs, depthwise, pointwise, groups, shuffle, correlate, normalize_kernel,
-           resample_ir, fopts, common):
+def dsconv(inputs, common, **options):
     """Depthwise separable convolution: a depthwise kernel, then a pointwise matrix.
 
     --scale and --bias act on the depthwise result; --dry/--wet mix the input
     back in after the pointwise step (a residual connection).
     """
-    from dataclasses import replace
+    return _run(common, inputs, "dsconv", dsconv_step(**options))
 
-    from pwfilter import ops
 
-    fopts = replace(fopts, correlate=correlate, workers=common.jobs)
+@cli.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@common_options
+@click.pass_obj
+def chain(obj, inputs, common):
+    """Several steps on each INPUT in one pass: INPUT... [options] -- STAGE [+ STAGE]...
 
-    def build(media):
-        k, default_mode = load_kernel(common, depthwise, media, normalize_kernel, resample_ir)
-        r = _remix_for(media, pointwise, None, groups, shuffle or 0, 0.0, 1.0)
-        return k, default_mode, r
+    A STAGE is blur, convolve KERNEL, remix or dsconv with its own options
+    and no inputs, e.g.
 
-    def process(media):
-        k, default_mode, r = build(media)
-        y, plan = ops.dsconv_array(media.samples, k, r, kind=media.kind,
-                                   has_alpha=media.has_alpha,
-                                   opts=replace(fopts, mode=fopts.mode or default_mode),
-                                   scale=media.scale)
-        return media.replace(samples=y), {"plan": plan}
+      pwfilter chain photo.png -o out.png -- blur --sigma 1.5 + remix --matrix sepia
 
-    def stream(reader):
-        from pwfilter.stream import stream_for
-
-        k, default_mode, r = build(reader.meta())
-        return stream_for(reader, k, fopts, default_mode, r)
-
-    return run_each(common, inputs, "dsconv", process, stream, fopts.normalize)
+    The steps work in float, one after another; the result is rounded to the
+    output format once. Channel counts may change between stages; long audio
+    streams through every stage. --normalize belongs to the last stage.
+    """
+    tokens = (obj or {}).get("stages")
+    if not tokens:
+        raise click.UsageError("no stages: pwfilter chain INPUT... [options] -- STAGE "
+                               "[+ STAGE]...")
+    return _run(common, inputs, "chain", *parse_stages(tokens))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -371,32 +383,9 @@ def dsconv(inputs, depthwise, pointwise, groups, shuffle, correlate, normalize_k
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def info(inputs, as_json, max_pixels, debug):
     """Describe each INPUT: size or rate, channels, depth or subtype, duration."""
-    from pwfilter.limits import DEFAULT_MAX_PIXELS, Limits
-    from pwfilter.media import describe_file
+    from pwfilter.batch import describe_each
 
-    limits = Limits(max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-    failed = []
-    for name in inputs:
-        try:
-            d = describe_file(name, limits=limits)
-        except PwfilterError as exc:
-            failed.append(name)
-            click.echo(f"pwfilter: error: {exc}", err=True)
-            continue
-        if as_json:
-            click.echo(json.dumps(d))
-        elif d["kind"] == "image":
-            click.echo(f"{d['input']}: image {d['format']} {d['width']}x{d['height']} "
-                       f"{d['mode']} {d['bits']}-bit, {d['channels']} channel(s)")
-        else:
-            dur = f", {d['duration']:.3f} s" if d.get("duration") is not None else ""
-            rate = f" {d['rate']} Hz" if d.get("rate") else ""
-            click.echo(f"{d['input']}: {d['kind']} {d['format']}{rate} {d['subtype']}, "
-                       f"{d['channels']} channel(s), {d['frames']:,} frames{dur}")
-    if failed and len(inputs) > 1:
-        click.echo(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
-                   + ", ".join(failed), err=True)
-    return 1 if failed else 0
+    return describe_each(inputs, as_json=as_json, max_pixels=max_pixels)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -409,37 +398,12 @@ def info(inputs, as_json, max_pixels, debug):
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def kernel(name, rate, one_d, output, overwrite, debug):
     """Write the named kernel NAME and print its shape, sum and rank."""
-    import io
+    from pwfilter.batch import write_kernel
 
-    import numpy as np
-
-    from pwfilter import engine, specs
-    from pwfilter.output import ReadFiles, atomic_path, check_target
-
-    fir = name.split(":")[0].lower() in ("lowpass", "highpass", "bandpass")
-    ks = specs.named_kernel(name, 1 if (one_d or fir) else 2, rate or 0)
-    if ks is None:
-        raise PwfilterError(f"unknown kernel {name!r} (one of: {', '.join(specs.KERNEL_NAMES)})")
-    dense = np.asarray(ks.array)
-    buf = io.BytesIO()
-    if output.lower().endswith((".txt", ".csv")):
-        sep = "," if output.lower().endswith(".csv") else " "
-        np.savetxt(buf, np.atleast_2d(dense), fmt="%.17g", delimiter=sep,
-                   header=f"pwfilter kernel {ks.name}")
-    else:
-        np.save(buf, dense)
-    if output == "-":
-        if sys.stdout.isatty():
-            raise click.UsageError("-o - would write binary data to the terminal")
-        sys.stdout.buffer.write(buf.getvalue())
-    else:
-        check_target(output, ReadFiles(()), overwrite)
-        with atomic_path(output, overwrite) as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(buf.getvalue())
-    rank = engine.kernel_rank(ks.array, 2)[0] if dense.ndim == 2 else 1
-    click.echo(f"{output}: {ks.name} shape {dense.shape}, sum {dense.sum():.6g}, "
-               f"rank {rank}", err=output == "-")
+    if output == "-" and sys.stdout.isatty():
+        raise click.UsageError("-o - would write binary data to the terminal")
+    click.echo(write_kernel(name, rate=rate or 0, one_d=one_d, output=output,
+                            overwrite=overwrite), err=output == "-")
     return 0
 
 
@@ -523,8 +487,13 @@ def main(argv: list[str] | None = None) -> None:
         # results are checked (clipping is counted, limits are enforced) instead.
         warnings.simplefilter("ignore", RuntimeWarning)
     signal.signal(signal.SIGTERM, _interrupted)
+    obj = {}
+    if args[:1] == ["chain"] and "--" in args:
+        # The stages follow the chain's own "--"; Click would drop that mark.
+        cut = args.index("--")
+        args, obj["stages"] = args[:cut], args[cut + 1:]
     try:
-        status = cli.main(args=args, prog_name="pwfilter", standalone_mode=False)
+        status = cli.main(args=args, prog_name="pwfilter", standalone_mode=False, obj=obj)
     except click.exceptions.Abort:
         click.echo("pwfilter: interrupted", err=True)
         sys.exit(130)

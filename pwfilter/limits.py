@@ -1,8 +1,10 @@
-"""Resource limits: decoded pixels (decompression bombs) and working memory.
+"""Resource limits (decoded pixels, working memory) and the one memory model.
 
 Both limits are checked *before* the work that would exceed them (from a
 file's header, from array shapes), so a hostile file fails fast with a clear
-message instead of exhausting the machine.
+message instead of exhausting the machine. Every decision about memory —
+refusing a job, streaming long audio — uses the named estimates below, each
+with the measurement behind it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,52 @@ class Limits:
                 f"{what}: needs about {format_bytes(nbytes)} of working memory, more than the "
                 f"limit of {format_bytes(self.memory)} (raise it with --max-memory)"
             )
+
+
+# ----------------------------------------------------------------- the memory model
+
+
+def image_bytes(pixels: int, channels: int, itemsize: int = 4) -> int:
+    """Working memory of an image job in memory: 4x its float image.
+
+    Measured 2026-11-30 on 12 MP RGB (peak RSS less the interpreter's ~70 MB):
+    blur sigma 2 1.8x, convolve k 63 2.3x, blur sigma 20 2.8x (FFT row blocks
+    of at most ``engine.BLOCK_BYTES`` per thread), an RGBA blur 2.3x — the
+    decoded samples, a float result, the method's buffers; 4x covers them.
+    """
+    return int(pixels) * int(channels) * itemsize * 4
+
+
+def audio_bytes(frames: int, channels: int, taps: int = 1, itemsize: int = 4) -> int:
+    """Working memory of an audio job in memory: 12x its float output.
+
+    Measured for whole ``convolve`` commands (float32, peak RSS less the
+    imports): about 7x the output's size for a 31-tap kernel and 10-12x for a
+    3 s IR (the input, its working copy, the padded signal, the overlap-add
+    batches, the output and its file encoding). Long audio whose estimate
+    exceeds the streaming budget is streamed instead (``--stream-above``).
+    """
+    return 12 * (int(frames) + max(int(taps), 1) - 1) * int(channels) * itemsize
+
+
+def audio_decode_bytes(frames: int, channels: int, itemsize: int = 4) -> int:
+    """Memory to decode a whole audio file: the integers libsndfile returns (up to 4
+    bytes a sample) and their float conversion."""
+    return int(frames) * int(channels) * (itemsize + 4)
+
+
+def kernel_bytes(shape: tuple[int, ...], kernel, itemsize: int = 4) -> int:
+    """Memory a kernel adds to a job on an input of ``shape``: the FFT's spectra of the
+    whole signal (or, when smaller, the direct path's per-channel copies of the kernel),
+    and three copies of the signal. Checked before a huge kernel is built into work."""
+    from pwfilter import engine
+
+    shape = (max(shape[0], 1), *shape[1:])  # a streamed file: its header only
+    g = engine.geometry(shape, kernel.shape, "full", itemsize)
+    signal = 1
+    for n in shape:
+        signal *= n
+    return min(engine.fft_memory(g), kernel.nbytes * shape[-1] * 4) + signal * itemsize * 3
 
 
 def format_bytes(n: float) -> str:

@@ -275,13 +275,12 @@ def _load_image(data: bytes, fmt: str, name: str, limits: Limits) -> Media:
 
 
 def _check_decode(limits: Limits, width: int, height: int, channels: int, name: str) -> None:
-    """Refuse before decoding: too many pixels, or more working memory than allowed.
+    """Refuse before decoding: too many pixels, or more working memory than allowed
+    (:func:`pwfilter.limits.image_bytes`)."""
+    from pwfilter.limits import image_bytes
 
-    The working set of an image job is about four float32 copies of it
-    (input, extended input, output, transform buffers).
-    """
     limits.check_pixels(width, height, name)
-    limits.check_memory(int(width) * int(height) * channels * 4 * 4, name)
+    limits.check_memory(image_bytes(int(width) * int(height), channels), name)
 
 
 def _tiff_size(data: bytes) -> tuple[int, int]:
@@ -387,7 +386,10 @@ def _load_audio(source, name: str, limits: Limits) -> Media:
 
     info = audio_info(source, name)
     read_dtype, _, out_dtype = audio_read_dtype(info.subtype)
-    limits.check_memory(info.frames * info.channels * (np.dtype(out_dtype).itemsize + 4), name)
+    from pwfilter.limits import audio_decode_bytes
+
+    limits.check_memory(audio_decode_bytes(info.frames, info.channels,
+                                           np.dtype(out_dtype).itemsize), name)
     try:
         raw, rate = sf.read(source, dtype=read_dtype, always_2d=True)
     except Exception as exc:  # noqa: BLE001

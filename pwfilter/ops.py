@@ -1,8 +1,9 @@
-"""The operations behind the commands, on arrays: filter, blur, remix, dsconv.
+"""Array operations the stages are made of, beside the engine's convolution.
 
-Pure: arrays in, arrays out. They add to the engine what a user of image and
-audio tools expects: premultiplied alpha, scale/bias, dry/wet mixing,
-peak normalisation, and the 1x1 (pointwise) remix with groups and shuffle.
+Pure: arrays in, arrays out. Premultiplied alpha, the input aligned with an
+output for dry/wet mixing, the post-processing every path applies (scale and
+bias, dry/wet, peak normalisation), blur kernels, and the 1x1 (pointwise)
+remix with groups and shuffle.
 """
 
 from __future__ import annotations
@@ -14,63 +15,6 @@ import numpy as np
 from pwfilter import engine, parallel
 from pwfilter.errors import PwfilterError
 from pwfilter.specs import MatrixSpec
-
-
-@dataclass(frozen=True)
-class FilterOptions:
-    """The ``[filter]`` options. ``mode``/``boundary`` None means the medium's default."""
-
-    mode: str | None = None
-    boundary: str | None = None
-    method: str = "auto"
-    scale: float = 1.0
-    bias: float = 0.0
-    dry: float = 0.0
-    wet: float = 1.0
-    normalize: bool = False
-    correlate: bool = False
-    workers: int | None = None
-
-    def resolved(self, kind: str, default_mode: str | None = None) -> tuple[str, str]:
-        """Mode and boundary: images same/reflect; audio full/zero; full always zero."""
-        mode = self.mode or default_mode or ("same" if kind == "image" else "full")
-        if self.boundary:
-            boundary = self.boundary
-        else:
-            boundary = "reflect" if kind == "image" and mode != "full" else "zero"
-        return mode, boundary
-
-
-def filter_array(x: np.ndarray, kernel, *, kind: str, has_alpha: bool = False,
-                 opts: FilterOptions = FilterOptions(), default_mode: str | None = None,
-                 scale: float = 1.0) -> tuple[np.ndarray, engine.Plan]:
-    """Convolve with everything a user sees: alpha, scale, bias, dry/wet, normalize.
-
-    ``x`` holds normalized floats, or integer samples that ``scale`` normalizes
-    (8/16-bit images as decoded: they are converted on the way, not copied).
-    Images with alpha and a shared kernel are filtered premultiplied (colour
-    times alpha and alpha filtered alike, colour divided back), so transparent
-    pixels do not darken their neighbours. Scale, bias, dry/wet and normalize
-    act on colour; alpha is the filtered alpha. Returns a new float array.
-    """
-    mode, boundary = opts.resolved(kind, default_mode)
-    xs, k = engine.prepare(x, kernel, correlate=opts.correlate)
-    premultiply = has_alpha and kind == "image" and k.ndim == x.ndim - 1
-    src, src_scale = (premultiplied(xs, scale), 1.0) if premultiply else (xs, scale)
-    p = engine.plan(src, k, mode=mode, method=opts.method)
-    y = engine.convolve(src, k, mode=mode, boundary=boundary, workers=opts.workers, chosen=p,
-                        scale=src_scale)
-    del src
-    color = y[..., :-1] if has_alpha and kind == "image" else y
-    if premultiply:
-        unpremultiply(y)
-    dry = None
-    if opts.dry:
-        original = normalized(xs, scale, y.dtype)
-        dry = _aligned_input(original[..., :-1] if color is not y else original,
-                             kernel_size(k, x), mode, color.shape)
-    _finish(color, dry, opts)
-    return y, p
 
 
 def normalized(x: np.ndarray, scale: float, dtype) -> np.ndarray:
@@ -96,11 +40,7 @@ def unpremultiply(y: np.ndarray) -> None:
     np.multiply(color, opaque, out=color)
 
 
-def kernel_size(k: np.ndarray, x: np.ndarray) -> tuple[int, ...]:
-    return k.shape[-(x.ndim - 1):]
-
-
-def _aligned_input(x: np.ndarray, ksize, mode: str, out_shape) -> np.ndarray | None:
+def aligned_input(x: np.ndarray, ksize, mode: str, out_shape) -> np.ndarray:
     """The input placed on the output's positions, for dry/wet mixing.
 
     ``same``: the input itself; ``full``: the input zero-padded at the end
@@ -117,20 +57,32 @@ def _aligned_input(x: np.ndarray, ksize, mode: str, out_shape) -> np.ndarray | N
     return x[sl]
 
 
-def _finish(y: np.ndarray, x_aligned: np.ndarray | None, opts: FilterOptions) -> np.ndarray:
-    """out = dry·x + wet·(scale·y + bias), then optional peak normalisation; in place."""
-    if opts.scale != 1.0:
-        y *= y.dtype.type(opts.scale)
-    if opts.bias:
-        y += y.dtype.type(opts.bias)
-    if opts.wet != 1.0:
-        y *= y.dtype.type(opts.wet)
-    if opts.dry and x_aligned is not None:
-        y += y.dtype.type(opts.dry) * x_aligned
-    if opts.normalize:
-        peak = float(np.max(np.abs(y))) if y.size else 0.0
-        if peak > 0:
-            y *= y.dtype.type(1.0 / peak)
+# ----------------------------------------------------------------- post-processing
+# Every path (whole arrays and streamed blocks, every command) applies these.
+
+
+def affine(y: np.ndarray, scale: float, bias: float) -> None:
+    """``y = scale·y + bias``, in place."""
+    if scale != 1.0:
+        y *= y.dtype.type(scale)
+    if bias:
+        y += y.dtype.type(bias)
+
+
+def blend(y: np.ndarray, dry_x: np.ndarray | None, dry: float, wet: float) -> None:
+    """``y = wet·y + dry·dry_x`` (the input on the output's positions), in place."""
+    if wet != 1.0:
+        y *= y.dtype.type(wet)
+    if dry and dry_x is not None:
+        y += y.dtype.type(dry) * dry_x
+
+
+def normalize_peak(y: np.ndarray, keep_alpha: bool = False) -> np.ndarray:
+    """Scale ``y`` (its colour, without the alpha channel) by 1/max|y|, in place."""
+    color = y[..., :-1] if keep_alpha else y
+    peak = float(np.max(np.abs(color))) if color.size else 0.0
+    if peak > 0:
+        color *= color.dtype.type(1.0 / peak)
     return y
 
 
@@ -231,8 +183,9 @@ def resolve_remix(spec: MatrixSpec, *, channels: int, kind: str, has_alpha: bool
 
     Alpha passes through when the matrix has one column fewer than the
     image's channels; a matrix with a column for alpha mixes it like any channel.
-    ``bias`` may be given as text (``--bias``): one value for every output
-    channel or one each, the outputs counted once the groups are expanded.
+    ``bias`` — text (``--bias``), a number or one number per output — gives one
+    value for every output channel or one each, the outputs counted once the
+    groups are expanded.
     """
     from pwfilter.specs import parse_bias
 
@@ -247,8 +200,13 @@ def resolve_remix(spec: MatrixSpec, *, channels: int, kind: str, has_alpha: bool
                             f"but the input has {channels}"
                             + (f" ({channels - 1} without alpha)" if has_alpha else ""))
     m = effective_matrix(spec, c_in, groups)
-    b = parse_bias(bias, m.shape[0]) if isinstance(bias, str) else bias
-    b = b if b is not None else spec.bias
+    if isinstance(bias, str):
+        b = parse_bias(bias, m.shape[0])
+    elif bias is not None:
+        b = np.asarray(bias, dtype=np.float64).reshape(-1)
+        b = np.full(m.shape[0], b[0]) if b.size == 1 else b
+    else:
+        b = spec.bias
     if b is not None and b.shape[0] != m.shape[0]:
         raise PwfilterError(f"bias: {b.shape[0]} values for {m.shape[0]} output channels")
     if dry or wet != 1.0:
@@ -306,47 +264,3 @@ def remix_array(x: np.ndarray, r: Remix, scale: float = 1.0,
 
 def _is_selection(m: np.ndarray) -> bool:
     return bool(np.all((m == 0) | (m == 1)) and np.all(m.sum(axis=1) == 1))
-
-
-def normalize_peak(y: np.ndarray, keep_alpha: bool) -> np.ndarray:
-    color = y[..., :-1] if keep_alpha else y
-    peak = float(np.max(np.abs(color))) if color.size else 0.0
-    if peak > 0:
-        color *= color.dtype.type(1.0 / peak)
-    return y
-
-
-def dsconv_array(x: np.ndarray, kernel: np.ndarray, r: Remix, *, kind: str,
-                 has_alpha: bool = False, opts: FilterOptions = FilterOptions(),
-                 scale: float = 1.0) -> tuple[np.ndarray, engine.Plan]:
-    """Depthwise separable convolution: depthwise ``kernel``, then the pointwise remix ``r``.
-
-    ``opts.scale``/``opts.bias`` act on the depthwise result; ``--dry/--wet``
-    make the residual form ``dry·x + wet·pointwise(depthwise(x))``. With a
-    shared kernel, no alpha and fewer outputs than inputs the two linear
-    steps are swapped (remix first), so fewer channels are convolved.
-    """
-    inner = FilterOptions(mode=opts.mode, boundary=opts.boundary, method=opts.method,
-                          scale=opts.scale, bias=opts.bias, correlate=opts.correlate,
-                          workers=opts.workers)
-    mode, _ = opts.resolved(kind)
-    shared = kernel.ndim == x.ndim - 1 or kernel.shape[0] == 1
-    if shared and not has_alpha and r.matrix.shape[0] < r.matrix.shape[1] and not opts.bias:
-        mixed = remix_array(x, Remix(r.matrix, None, False), scale, opts.workers)
-        y, p = filter_array(mixed, kernel, kind=kind, opts=inner)
-        if r.bias is not None:
-            y += r.bias.astype(y.dtype)
-    else:
-        y, p = filter_array(x, kernel, kind=kind, has_alpha=has_alpha, opts=inner, scale=scale)
-        y = remix_array(y, r, workers=opts.workers)
-    if opts.dry or opts.wet != 1.0:
-        if y.shape[-1] != x.shape[-1]:
-            raise PwfilterError(f"--dry/--wet need as many output channels as input channels "
-                                f"({y.shape[-1]} vs {x.shape[-1]})")
-        y *= y.dtype.type(opts.wet)
-        if opts.dry:
-            y += y.dtype.type(opts.dry) * _aligned_input(normalized(x, scale, y.dtype),
-                                                         kernel_size(kernel, x), mode, y.shape)
-    if opts.normalize:
-        y = normalize_peak(y, r.keep_alpha)
-    return y, p

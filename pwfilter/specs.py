@@ -223,14 +223,26 @@ def looks_inline(spec: str) -> bool:
     return any(_is_number(t) for t in tokens)
 
 
-def load_kernel(spec: str, *, kind: str, channels: int, rate: int = 0,
+def load_kernel(spec, *, kind: str, channels: int, rate: int = 0,
                 resample_ir: bool = False, load_audio: Callable | None = None) -> KernelSpec:
     """Resolve a kernel SPEC for an input of ``kind`` (``image``/``audio``).
 
-    ``load_audio(path)`` returns a :class:`pwfilter.media.Media`; it is passed
-    in so that this module stays free of media I/O.
+    ``spec`` is text (a file, inline rows, a name) or an array (a
+    :class:`pwfilter.engine.Separable` too). ``load_audio(path)`` returns a
+    :class:`pwfilter.media.Media`; it is passed in so that this module stays
+    free of media I/O.
     """
+    from pwfilter.engine import Separable
+
     ndim = 2 if kind == "image" else 1
+    if isinstance(spec, Separable):
+        if ndim != 2:
+            raise PwfilterError("a separable 2-D kernel needs an image")
+        return KernelSpec(spec, "kernel")
+    if not isinstance(spec, str):
+        arr = np.asarray(spec, dtype=np.float64)
+        check_finite(arr, "kernel")
+        return KernelSpec(_fit_kernel(arr, ndim, channels, f"of shape {arr.shape}"), "kernel")
     if looks_inline(spec):
         arr = parse_rows(spec, "kernel")
         return KernelSpec(_fit_kernel(arr, ndim, channels, spec), spec)
@@ -372,9 +384,17 @@ IMAGE_PRESETS = ("gray", "sepia", "bgr", "invert")
 AUDIO_PRESETS = ("mono", "stereo", "swap", "mid-side", "side-mid")
 
 
-def load_matrix(spec: str, *, kind: str, channels: int) -> MatrixSpec:
+def load_matrix(spec, *, kind: str, channels: int) -> MatrixSpec:
     """Resolve ``--matrix SPEC``: inline rows (``|`` separates per-group blocks; one block
-    followed by ``|`` is shared by every group), a file or a preset."""
+    followed by ``|`` is shared by every group), a file, a preset, or an array."""
+    if not isinstance(spec, str):
+        arr = np.asarray(spec, dtype=np.float64)
+        check_finite(arr, "matrix")
+        arr = arr[None, :] if arr.ndim == 1 else arr
+        if arr.ndim not in (2, 3) or arr.size == 0:
+            raise PwfilterError(f"matrix: expected a 2-D (C_out, C_in) array, got shape "
+                                f"{arr.shape}")
+        return MatrixSpec(arr, None, "matrix")
     if looks_inline(spec):
         if spec.rstrip().endswith("|") and spec.count("|") == 1:
             # One block and a closing bar: the block every group shares, (1, C_out/G, C_in/G).

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pwfilter import fft
+from pwfilter import fft, ops
 
 #: Audio whose in-memory working set would exceed this is streamed (about a minute
 #: of stereo float at 48 kHz; streaming is as fast from there on, and its memory
@@ -49,23 +49,13 @@ def stream_nfft(m: int) -> int:
     return 1 << max(15, math.ceil(math.log2(max(2 * m, 2))))
 
 
-def in_memory_bytes(frames: int, channels: int, taps: int, itemsize: int = 4) -> int:
-    """Peak memory of the in-memory path for one audio file, beyond the interpreter's own.
-
-    Measured for whole ``convolve`` commands (float32, peak RSS less the
-    imports): about 7x the output's size for a 31-tap kernel and 10-12x for a
-    3 s IR (the input, its working copy, the padded signal, the overlap-add
-    batches, the output and its file encoding). 12x is used, so the budget
-    holds for long kernels too.
-    """
-    out = frames + max(taps, 1) - 1
-    return 12 * out * channels * itemsize
-
-
 def should_stream(frames: int, channels: int, taps: int, budget: int = STREAM_BUDGET
                   ) -> tuple[bool, str]:
-    """Stream when the in-memory working set would exceed ``budget``; say why."""
-    need = in_memory_bytes(frames, channels, taps)
+    """Stream when the in-memory working set (:func:`pwfilter.limits.audio_bytes`) would
+    exceed ``budget``; say why."""
+    from pwfilter.limits import audio_bytes
+
+    need = audio_bytes(frames, channels, taps)
     mib = need / 2**20
     if need > budget:
         return True, (f"streaming: {frames:,} frames x {channels} ch would need ~{mib:.0f} MiB "
@@ -259,8 +249,9 @@ class StreamFilter:
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def _finish(self, y: np.ndarray) -> np.ndarray:
-        """Trim to the mode's positions, then scale, bias, remix and mix dry/wet (in place:
-        every block here is a buffer of this stream's own)."""
+        """Trim to the mode's positions, then scale, bias, remix and mix dry/wet (the
+        post-processing of :mod:`pwfilter.ops`, in place: every block here is a buffer of
+        this stream's own)."""
         if self.skipped < self.start:
             drop = min(self.start - self.skipped, y.shape[0])
             y = y[drop:]
@@ -269,18 +260,10 @@ class StreamFilter:
         self.emitted += y.shape[0]
         if not y.shape[0]:
             return np.zeros((0, self.c_out), self.dtype)
-        if self.scale != 1.0:
-            y *= self.dtype(self.scale)
-        if self.bias:
-            y += self.dtype(self.bias)
+        ops.affine(y, self.scale, self.bias)
         if self.matrix is not None:
-            y = np.matmul(y, self.matrix.T.astype(self.dtype))
-            if self.matrix_bias is not None:
-                y += self.matrix_bias.astype(self.dtype)
-        if self.wet != 1.0:
-            y *= self.dtype(self.wet)
-        if self.dry:
-            y += self.dtype(self.dry) * self._dry(y.shape[0])
+            y = ops.remix_array(y, ops.Remix(self.matrix, self.matrix_bias, False), workers=1)
+        ops.blend(y, self._dry(y.shape[0]) if self.dry else None, self.dry, self.wet)
         return y
 
     def push(self, block: np.ndarray) -> list[np.ndarray]:
@@ -383,25 +366,6 @@ def _put(q: queue.Queue, item, stop: threading.Event | None) -> None:
                     q.get_nowait()
                 except queue.Empty:
                     pass
-
-
-def stream_for(reader, kernel: np.ndarray, fopts, default_mode: str | None,
-               remix=None) -> StreamFilter | None:
-    """The streaming form of a filter job, or None where only the in-memory path applies."""
-    mode, boundary = fopts.resolved("audio", default_mode)
-    if boundary != "zero" or (mode == "valid" and reader.frames < kernel.shape[-1]):
-        return None
-    k = np.flip(kernel, axis=-1) if fopts.correlate else kernel
-    if k.ndim == 2 and k.shape[0] == 1:
-        k = k[0]
-    if k.ndim == 2 and k.shape[0] != reader.channels:
-        return None  # the in-memory path reports the mismatch
-    dtype = reader.meta().samples.dtype.type
-    return StreamFilter(reader.channels, reader.frames, np.ascontiguousarray(k), mode=mode,
-                        scale=fopts.scale, bias=fopts.bias, dry=fopts.dry, wet=fopts.wet,
-                        matrix=None if remix is None else remix.matrix,
-                        matrix_bias=None if remix is None else remix.bias, dtype=dtype,
-                        workers=fopts.workers)
 
 
 def read_block_size(f: StreamFilter) -> int:

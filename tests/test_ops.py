@@ -1,4 +1,5 @@
-"""Operations on arrays: filter_array (blur, alpha, FIR, scale/bias/dry/wet) and remix.
+"""Operations on arrays through the Python API (blur, alpha, FIR, scale/bias/dry/wet,
+dsconv) and the remix machinery.
 
 References are SciPy filters (``gaussian_filter``, ``uniform_filter``,
 ``convolve``), NumPy matrix products written out here, and hand values.
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 from scipy import ndimage, signal
 
+import pwfilter
 from pwfilter import ops, specs
 from pwfilter.errors import PwfilterError
 from pwfilter.specs import MatrixSpec
+from pwfilter.stages import Stage
 
 NDIMAGE_MODE = {"reflect": "reflect", "mirror": "mirror", "nearest": "nearest",
                 "wrap": "wrap", "zero": "constant"}
@@ -38,7 +41,7 @@ def per_channel_ndimage(x, k, boundary="reflect"):
 def test_gaussian_blur_equals_gaussian_filter(sigma, method):
     x = rng(1).random((37, 41, 3))
     k = ops.blur_kernel("gaussian", 2, sigma)
-    y, _ = ops.filter_array(x, k, kind="image", opts=ops.FilterOptions(method=method))
+    y = pwfilter.convolve(x, k, method=method)
     ref = ndimage.gaussian_filter(x, sigma=(sigma, sigma, 0), mode="reflect", truncate=4.0)
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10)
 
@@ -46,7 +49,7 @@ def test_gaussian_blur_equals_gaussian_filter(sigma, method):
 def test_gaussian_blur_float32():
     x = rng(2).random((60, 50, 3)).astype(np.float32)
     k = ops.blur_kernel("gaussian", 2, 2.0).astype(np.float32)
-    y, _ = ops.filter_array(x, k, kind="image")
+    y = pwfilter.convolve(x, k)
     assert y.dtype == np.float32
     ref = ndimage.gaussian_filter(x.astype(np.float64), sigma=(2, 2, 0), mode="reflect",
                                   truncate=4.0)
@@ -56,7 +59,7 @@ def test_gaussian_blur_float32():
 def test_gaussian_blur_audio_equals_gaussian_filter1d():
     x = rng(3).standard_normal((500, 2))
     k = ops.blur_kernel("gaussian", 1, 3.0)
-    y, _ = ops.filter_array(x, k, kind="audio", opts=ops.FilterOptions(mode="same"))
+    y = pwfilter.convolve(x, k, mode="same")
     ref = ndimage.gaussian_filter1d(x, 3.0, axis=0, mode="constant", truncate=4.0)
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10)
 
@@ -66,7 +69,7 @@ def test_gaussian_blur_audio_equals_gaussian_filter1d():
 def test_box_blur_equals_uniform_filter(radius, boundary):
     x = rng(4).random((30, 33, 3))
     k = ops.blur_kernel("box", 2, radius=radius)
-    y, _ = ops.filter_array(x, k, kind="image", opts=ops.FilterOptions(boundary=boundary))
+    y = pwfilter.convolve(x, k, boundary=boundary)
     size = 2 * radius + 1
     ref = ndimage.uniform_filter(x, size=(size, size, 1), mode=NDIMAGE_MODE[boundary])
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10)
@@ -101,8 +104,7 @@ def rgba_constant_colour(seed=5, size=48):
 def test_alpha_blur_keeps_colour_no_dark_fringe(method, dtype):
     img, colour, alpha = rgba_constant_colour()
     k = ops.blur_kernel("gaussian", 2, 2.0)
-    y, _ = ops.filter_array(img.astype(dtype), k.astype(dtype), kind="image", has_alpha=True,
-                            opts=ops.FilterOptions(method=method))
+    y = pwfilter.convolve(img.astype(dtype), k.astype(dtype), alpha=True, method=method)
     assert y.shape == img.shape
     out_alpha = y[..., 3]
     # alpha is the blurred alpha
@@ -130,7 +132,7 @@ def test_alpha_with_sharpen_premultiplied_by_hand():
     img = r.random((20, 22, 4))
     img[..., 3] = r.uniform(0.2, 1.0, (20, 22))
     k = np.array([[0.0, -1.0, 0.0], [-1.0, 5.0, -1.0], [0.0, -1.0, 0.0]])
-    y, _ = ops.filter_array(img, k, kind="image", has_alpha=True)
+    y = pwfilter.convolve(img, k, alpha=True)
     a = ndimage.convolve(img[..., 3], k, mode="reflect")
     pre = per_channel_ndimage(img[..., :3] * img[..., 3:], k)
     ok = np.abs(a) > 1e-3
@@ -141,14 +143,13 @@ def test_alpha_with_sharpen_premultiplied_by_hand():
 def test_la_image_alpha():
     img, colour, alpha = rgba_constant_colour()
     la = img[..., [0, 3]]
-    y, _ = ops.filter_array(la, ops.blur_kernel("box", 2, radius=2), kind="image",
-                            has_alpha=True)
+    y = pwfilter.convolve(la, ops.blur_kernel("box", 2, radius=2), alpha=True)
     out_alpha = y[..., 1]
     where = out_alpha > 1e-3
     np.testing.assert_allclose(y[..., 0][where], colour[0], rtol=0, atol=1e-9)
 
 
-# ----------------------------------------------------------------- FIR through filter_array
+# ----------------------------------------------------------------- FIR designs
 
 
 RATE = 8000
@@ -162,7 +163,7 @@ def tone(freq, seconds=1.0):
 def filtered_gain_db(spec, freq):
     ks = specs.load_kernel(spec, kind="audio", channels=1, rate=RATE)
     x = tone(freq)
-    y, _ = ops.filter_array(x, ks.array, kind="audio", default_mode=ks.default_mode)
+    y = pwfilter.convolve(x, ks.array, mode=ks.default_mode)
     assert y.shape == x.shape  # same: the file keeps its length
     mid = slice(len(x) // 4, 3 * len(x) // 4)
 
@@ -202,7 +203,7 @@ def test_bandpass_500_1500():
 def test_fir_stereo_keeps_length_and_filters_each_channel():
     ks = specs.load_kernel("lowpass:1000", kind="audio", channels=2, rate=RATE)
     x = np.concatenate([tone(200), tone(3000)], axis=1)
-    y, _ = ops.filter_array(x, ks.array, kind="audio", default_mode=ks.default_mode)
+    y = pwfilter.convolve(x, ks.array, mode=ks.default_mode)
     assert y.shape == x.shape
     ref = np.stack([signal.convolve(x[:, c], ks.array, mode="same") for c in range(2)], -1)
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10)
@@ -214,7 +215,7 @@ def test_fir_stereo_keeps_length_and_filters_each_channel():
 def test_audio_default_is_full_zero():
     x = rng(7).standard_normal((100, 2))
     k = rng(8).standard_normal(17)
-    y, _ = ops.filter_array(x, k, kind="audio")
+    y = pwfilter.convolve(x, k)
     ref = np.stack([signal.convolve(x[:, c], k) for c in range(2)], -1)
     assert y.shape == (116, 2)
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10)
@@ -223,7 +224,7 @@ def test_audio_default_is_full_zero():
 def test_image_default_is_same_reflect():
     x = rng(9).random((12, 14, 3))
     k = rng(10).standard_normal((3, 5))
-    y, _ = ops.filter_array(x, k, kind="image")
+    y = pwfilter.convolve(x, k)
     np.testing.assert_allclose(y, per_channel_ndimage(x, k, "reflect"), rtol=0, atol=1e-10)
 
 
@@ -231,8 +232,7 @@ def test_scale_bias_dry_wet_full_mode():
     """out = dry*x + wet*(scale*(x*k) + bias), the dry signal zero-padded at the end."""
     x = rng(11).standard_normal((80, 2))
     k = rng(12).standard_normal(9)
-    opts = ops.FilterOptions(scale=2.0, bias=0.1, dry=0.7, wet=0.5)
-    y, _ = ops.filter_array(x, k, kind="audio", opts=opts)
+    y = pwfilter.convolve(x, k, scale=2.0, bias=0.1, dry=0.7, wet=0.5)
     conv = np.stack([signal.convolve(x[:, c], k) for c in range(2)], -1)
     ref = 0.5 * (2.0 * conv + 0.1)
     ref[:80] += 0.7 * x
@@ -242,14 +242,14 @@ def test_scale_bias_dry_wet_full_mode():
 def test_residual_same_mode_image():
     x = rng(13).random((10, 12, 3))
     k = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-    y, _ = ops.filter_array(x, k, kind="image", opts=ops.FilterOptions(dry=1.0, wet=1.0))
+    y = pwfilter.convolve(x, k, dry=1.0, wet=1.0)
     np.testing.assert_allclose(y, x + per_channel_ndimage(x, k), rtol=0, atol=1e-10)
 
 
 def test_normalize_scales_to_peak_one():
     x = rng(14).standard_normal((60, 1))
     k = np.array([1.0, 2.0, 3.0])
-    y, _ = ops.filter_array(x, k, kind="audio", opts=ops.FilterOptions(normalize=True))
+    y = pwfilter.convolve(x, k, normalize=True)
     conv = signal.convolve(x[:, 0], k)
     np.testing.assert_allclose(y[:, 0], conv / np.abs(conv).max(), rtol=0, atol=1e-12)
 
@@ -257,7 +257,7 @@ def test_normalize_scales_to_peak_one():
 def test_correlate_option():
     x = rng(15).random((11, 13, 2))
     k = rng(16).standard_normal((3, 5))
-    y, _ = ops.filter_array(x, k, kind="image", opts=ops.FilterOptions(correlate=True))
+    y = pwfilter.convolve(x, k, correlate=True)
     ref = np.stack([ndimage.correlate(x[..., c], k, mode="reflect") for c in range(2)], -1)
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10)
 
@@ -500,8 +500,7 @@ def test_dsconv_image_equals_convolve_then_remix(per_channel, c_out):
     x = r.random((17, 19, 3))
     k = r.standard_normal((3, 5, 5) if per_channel else (5, 5))
     m = r.standard_normal((c_out, 3))
-    rem = ops.resolve_remix(MatrixSpec(m, None, "m"), channels=3, kind="image", has_alpha=False)
-    y, _ = ops.dsconv_array(x, k, rem, kind="image")
+    y = pwfilter.dsconv(x, k, m)
     conv = np.stack([ndimage.convolve(x[..., c], k[c] if per_channel else k, mode="reflect")
                      for c in range(3)], axis=-1)
     np.testing.assert_allclose(y, np.einsum("oi,hwi->hwo", m, conv), rtol=0, atol=1e-10)
@@ -515,7 +514,8 @@ def test_dsconv_audio_equals_convolve_then_remix(mode):
     m = r.standard_normal((2, 4))
     bias = np.array([0.5, -0.25])
     rem = ops.resolve_remix(MatrixSpec(m, bias, "m"), channels=4, kind="audio", has_alpha=False)
-    y, _ = ops.dsconv_array(x, k, rem, kind="audio", opts=ops.FilterOptions(mode=mode))
+    # A matrix's own bias (as the invert preset has): the stage itself, below the API.
+    y, _ = Stage("dsconv", "audio", 4, kernel=k, mode=mode, boundary="zero", remix=rem).run(x)
     conv = np.stack([signal.convolve(x[:, c], k, mode=mode) for c in range(4)], axis=-1)
     np.testing.assert_allclose(y, conv @ m.T + bias, rtol=0, atol=1e-10)
 
@@ -525,8 +525,7 @@ def test_dsconv_audio_per_channel_kernels():
     x = r.standard_normal((300, 2))
     k = r.standard_normal((2, 20))
     m = np.array([[0.5, 0.5], [0.5, -0.5]])
-    rem = ops.resolve_remix(MatrixSpec(m, None, "m"), channels=2, kind="audio", has_alpha=False)
-    y, _ = ops.dsconv_array(x, k, rem, kind="audio")
+    y = pwfilter.dsconv(x, k, m)
     conv = np.stack([signal.convolve(x[:, c], k[c]) for c in range(2)], axis=-1)
     np.testing.assert_allclose(y, conv @ m.T, rtol=0, atol=1e-10)
 
@@ -534,10 +533,7 @@ def test_dsconv_audio_per_channel_kernels():
 def test_dsconv_rgba_keeps_blurred_alpha_and_colour():
     img, colour, alpha = rgba_constant_colour()
     m = np.array([[0.299, 0.587, 0.114]])
-    rem = ops.resolve_remix(MatrixSpec(m, None, "gray"), channels=4, kind="image",
-                            has_alpha=True)
-    y, _ = ops.dsconv_array(img, ops.blur_kernel("gaussian", 2, 1.5), rem, kind="image",
-                            has_alpha=True)
+    y = pwfilter.dsconv(img, ops.blur_kernel("gaussian", 2, 1.5), m, alpha=True)
     assert y.shape == (48, 48, 2)
     ref_alpha = ndimage.gaussian_filter(alpha, 1.5, mode="reflect", truncate=4.0)
     np.testing.assert_allclose(y[..., 1], ref_alpha, rtol=0, atol=1e-10)

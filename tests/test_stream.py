@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from scipy import signal as sps
 
-from pwfilter import ops
+import pwfilter
 from pwfilter.stream import BlockConvolver, StreamFilter, should_stream, stream_nfft
 
 
@@ -55,7 +55,7 @@ def test_stream_equals_scipy_and_in_memory(n, m, block, per_channel, mode, nfft)
     ref = reference(x, k, mode)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, atol=1e-9 * np.abs(ref).max())
-    mem, _ = ops.filter_array(x, k, kind="audio", opts=ops.FilterOptions(mode=mode))
+    mem = pwfilter.convolve(x, k, mode=mode)
     np.testing.assert_allclose(y, mem, atol=1e-9 * np.abs(ref).max())
 
 
@@ -65,8 +65,7 @@ def test_stream_float32_within_1e6_of_in_memory_with_dry_wet_scale_bias(mode):
     x = (rng.standard_normal((50_000, 3)) * 0.2).astype(np.float32)
     k = (rng.standard_normal((3, 2049)) * np.exp(-np.arange(2049) / 400) * 0.05).astype(
         np.float32)
-    opts = ops.FilterOptions(mode=mode, scale=0.8, bias=0.01, dry=0.5, wet=0.7)
-    mem, _ = ops.filter_array(x, k, kind="audio", opts=opts)
+    mem = pwfilter.convolve(x, k, mode=mode, scale=0.8, bias=0.01, dry=0.5, wet=0.7)
     f = StreamFilter(3, x.shape[0], k, mode=mode, scale=0.8, bias=0.01, dry=0.5, wet=0.7)
     y = stream_all(f, x, 4321)
     assert y.dtype == np.float32
