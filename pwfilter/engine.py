@@ -573,7 +573,7 @@ def convolve(x: np.ndarray, kernel, *, mode: str = "same",
     Examples
     --------
     >>> import numpy as np
-    >>> convolve(np.array([[1.0], [2.0], [3.0]]), np.array([1.0, 1.0]), mode="full")[:, 0]
+    >>> convolve(np.array([[1.0], [2.0], [3.0]]), np.array([1.0, 1.0]), mode="full")[:, 0].round(9)
     array([1., 3., 5., 3.])
     """
     if boundary not in BOUNDARIES:

@@ -26,26 +26,6 @@ from pwfilter.cli import cli, main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# ------------------------------------------------------------------ isolation
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _own_cost_model(tmp_path_factory):
-    """Tests (and the processes they start) never read nor write the user's calibrated
-    cost model: every run chooses methods with the shipped one."""
-    from pwfilter import costs
-
-    old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
-    costs.current.cache_clear()
-    yield
-    if old is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = old
-    costs.current.cache_clear()
-
-
 # ------------------------------------------------------------------ running pwfilter
 
 
