@@ -393,9 +393,12 @@ def report(common: Common, name, target, result, facts: dict, clipped: int, seco
     plans = facts.get("plans", [])
     chained = len(plans) > 1
     for i, (stage, plan) in enumerate(plans):
+        where = f"stage {i + 1} ({stage.name}): " if chained else ""
         if plan is not None:
-            where = f"stage {i + 1} ({stage.name}): " if chained else ""
             common.detail(f"{name}: {where}{plan.describe()}")
+        elif chained and stage.kernel is None:
+            common.detail(f"{name}: {where}pointwise, {stage.channels} -> {stage.c_out} "
+                          "channels")
     for line in facts.get("notes", ()):
         common.detail(f"{name}: {line}")
     if common.json:

@@ -246,8 +246,11 @@ def _run(common: Common, inputs, command: str, *steps) -> int:
     """Run ``steps`` on every input with the ``--jobs`` threads."""
     from pwfilter.steps import Job, with_workers
 
-    return run_each(common, inputs, command,
-                    Job(tuple(with_workers(s, common.jobs) for s in steps), command))
+    try:
+        job = Job(tuple(with_workers(s, common.jobs) for s in steps), command)
+    except PwfilterError as exc:
+        raise click.UsageError(str(exc)) from None
+    return run_each(common, inputs, command, job)
 
 
 # A stage of ``chain``: the command's own options, no inputs; the callback makes its step.
