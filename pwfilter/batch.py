@@ -235,7 +235,7 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
              options, written: dict, loaded, start: float) -> None:
     """The whole job for one input (errors propagate to :func:`run_each`). ``loaded()``
     gives the input when it was loaded ahead."""
-    from pwfilter import limits
+    from pwfilter import audiofile, limits
     from pwfilter import media as m
     from pwfilter.output import STDOUT, atomic_path, check_target, plan_output
     from pwfilter.steps import Input
@@ -255,7 +255,7 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
     check_target(target, reads, common.overwrite)
     chain = None
     if media is None and _is_audio_file(name, m):
-        reader = m.AudioReader(name, limits=common.limits)
+        reader = audiofile.AudioReader(name, limits=common.limits)
         chain = job.resolve(Input.of(reader.meta(), reader.frames), ctx)  # also in memory
         if target != STDOUT:
             done = _try_stream(common, name, target, suffix, chain, reader, options, m)
@@ -314,6 +314,7 @@ def _try_stream(common: Common, name, target, suffix, chain, reader, options, m)
     use the in-memory path."""
     import numpy as np
 
+    from pwfilter import audiofile
     from pwfilter import stream as st
     from pwfilter.output import atomic_path
 
@@ -328,11 +329,11 @@ def _try_stream(common: Common, name, target, suffix, chain, reader, options, m)
         return None
     result = meta.replace(samples=np.zeros((0, job.c_out), meta.samples.dtype))
     fmt = _output_format(target, suffix, result, m)
-    subtype = m.audio_subtype_for(result, fmt)
+    subtype = audiofile.audio_subtype_for(result, fmt)
     folder = os.path.dirname(target) or "."
     with atomic_path(target, common.overwrite) as tmp, _progress(common, reader) as progress:
         def open_writer():
-            return m.AudioWriter(tmp, rate=reader.rate, channels=job.c_out, fmt=fmt,
+            return audiofile.AudioWriter(tmp, rate=reader.rate, channels=job.c_out, fmt=fmt,
                                  subtype=subtype, options=options)
 
         clipped = st.stream_file(reader.blocks(st.read_block_size(job)), job, open_writer,

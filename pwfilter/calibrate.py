@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pwfilter import costs, engine, spatial, spectral
+from pwfilter import costs, engine
 
 
 def _timed(fn: Callable[[], object]) -> float:

@@ -272,7 +272,8 @@ def test_audio_values_match_soundfile(tmp_path):
                                          ("FLAC", "PCM_24"), ("AIFF", "FLOAT")])
 def test_audio_writer_replaces_a_longer_file_whole(tmp_path, fmt, subtype):
     """Writing over an existing, longer file leaves only the new samples (nothing stale)."""
-    from pwfilter.media import AudioWriter, SaveOptions
+    from pwfilter.audiofile import AudioWriter
+    from pwfilter.media import SaveOptions
 
     path = tmp_path / "out.bin"
     path.write_bytes(b"x" * 100_000)
@@ -295,7 +296,8 @@ def test_audio_writer_reports_a_full_disk_as_os_error(capfd, monkeypatch, subtyp
     import errno
     import sys
 
-    from pwfilter.media import AudioWriter, SaveOptions
+    from pwfilter.audiofile import AudioWriter
+    from pwfilter.media import SaveOptions
 
     ignored = []  # exceptions raised inside C callbacks, which Python can only print
     monkeypatch.setattr(sys, "unraisablehook", ignored.append)

@@ -18,6 +18,7 @@ import soundfile as sf
 
 from conftest import (identity_matrix, invoke, rand_pcm, rand_u8, rand_u16, read_png, run,
                       run_main, snapshot, write_audio, write_png)
+from pwfilter import imagefile
 from pwfilter import media as media_mod
 from pwfilter.errors import PwfilterError
 from pwfilter.output import atomic_path, plan_output
@@ -274,7 +275,7 @@ def test_encoder_failure_through_the_runner(tmp_path, rgb_png, monkeypatch):
     def broken_encode(*args, **kwargs):
         raise PwfilterError("simulated encoder failure")
 
-    monkeypatch.setattr(media_mod, "encode_image", broken_encode)
+    monkeypatch.setattr(imagefile, "encode_image", broken_encode)
     result = invoke("remix", src, "--matrix", ID3)
     assert result.return_value == 1
     assert result.stderr.startswith("pwfilter: error: ")
