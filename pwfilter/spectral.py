@@ -12,12 +12,14 @@ the input's float type (pocketfft, through :mod:`pwfilter.fft`).
   image; several bound the memory and run in threads, one transform each.
 - Signals (audio) go through :func:`fft_valid` (one transform of the whole
   signal) or :func:`oa_valid` (overlap-add: blocks of the long signal
-  transformed many at a time).
+  transformed many at a time, by the :class:`BlockConvolver` that also
+  convolves streamed audio block by block).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -164,56 +166,180 @@ def oa_block(m: int, n: int) -> int:
     return min(fast_len(size), fast_len(n + m - 1))
 
 
-def _oa_full(x: np.ndarray, kernel: np.ndarray, per_channel: bool, nfft: int,
-             workers: int) -> np.ndarray:
-    """Full linear convolution of a signal (n, C) by overlap-add, blocks transformed together.
-
-    The batch, spectrum and inverse buffers are made once and reused (fresh memory
-    for every batch costs page faults, and makes the time erratic); each block's
-    head is written once and the previous block's tail added onto it.
-    """
-    m0 = kernel.shape[-1]
-    n0, channels = x.shape
-    step = nfft - m0 + 1
-    tail = m0 - 1
-    blocks = -(-n0 // step)
-    bins = nfft // 2 + 1
-    kspec = kernel_spectrum(kernel, (nfft,), per_channel, 1, workers)
-    kspec = np.ascontiguousarray(np.broadcast_to(kspec, (bins, channels)))
-    group = min(blocks, fft_batch(nfft, channels))
-    batch = np.zeros((group, nfft, channels), x.dtype)  # samples past a step stay zero
-    spec = np.empty((group, bins, channels), np.result_type(kspec, np.complex64))
-    back = np.empty((group, nfft, channels), x.dtype)
-    out = np.empty((n0 + m0 - 1, channels), x.dtype)
-    carry = np.zeros((tail, channels), x.dtype)
-    for b0 in range(0, blocks, group):
-        nb = min(blocks, b0 + group) - b0
-        for i in range(nb):
-            seg = x[(b0 + i) * step: (b0 + i + 1) * step]
-            batch[i, :seg.shape[0]] = seg
-            batch[i, seg.shape[0]:step] = 0  # the signal's end
-        fft.rfftn(batch[:nb], (nfft,), (1,), workers, out=spec[:nb])
-        spec[:nb] *= kspec
-        y = fft.irfftn(spec[:nb], (nfft,), (1,), workers, out=back[:nb])
-        for i in range(nb):
-            start = (b0 + i) * step
-            keep = min(step, out.shape[0] - start)
-            out[start:start + keep] = y[i, :keep]
-            overlap = min(tail, keep)
-            out[start:start + overlap] += carry[:overlap]
-            carry[:] = y[i, step:]
-    end = blocks * step
-    if end < out.shape[0]:
-        out[end:] = carry[:out.shape[0] - end]
-    return out
-
-
 def oa_valid(x: np.ndarray, kernel: np.ndarray, g: Geometry, nfft: int,
              workers: int) -> np.ndarray:
-    """The valid part of :func:`_oa_full` for geometry ``g`` (a signal, ``x`` unextended
-    for the zero boundary, explicitly extended otherwise)."""
-    full = _oa_full(x, kernel, g.per_channel, nfft, workers)
+    """The valid part of the full overlap-add convolution for geometry ``g`` (a signal,
+    ``x`` unextended for the zero boundary, explicitly extended otherwise): the
+    streaming path's :class:`BlockConvolver`, given the whole signal."""
+    m = kernel.shape[-1]
+    nfft = max(nfft, 1 << math.ceil(math.log2(2 * m)))  # forced oa on a short input
+    # Batches twice a stream's: memory is spent on the whole signal anyway (measured:
+    # 60 s stereo (x) 1 s, 59 ms against 72 ms with a stream's batches).
+    full = BlockConvolver(kernel, x.shape[1], x.dtype, nfft=nfft, workers=workers,
+                          batch=2 * BATCH_SAMPLES).whole(x)
     (a, _), = g.pad
     m, = g.ksize
     n, = g.out_shape
     return full[m - 1 - a: m - 1 - a + n]
+
+
+#: Samples per batched transform (16 MiB of float32): four steps of 2^19 for stereo.
+#: Measured on 10 min stereo (x) 3 s: as fast as eight steps, with 60 MB less peak memory.
+BATCH_SAMPLES = 1 << 22
+
+
+# Reusable arrays. A stream's stages hand blocks on without copying: the filter's
+# outputs are views into its inverse-transform buffer. Allocating a fresh buffer
+# per batch costs the kernel's page faults and zeroing of new memory (measured
+# ~8 % of a long stream's CPU time, on the FFT thread). A buffer is handed out
+# again once every view of it is gone, which CPython's reference count tells
+# exactly (every view holds a reference to the array owning its memory).
+
+
+def _refs(buffers: list, i: int) -> int:
+    return sys.getrefcount(buffers[i])
+
+
+#: What :func:`_refs` counts for an array that only its pool's list refers to.
+_IDLE = _refs([np.empty(0)], 0)
+
+
+class BufferPool:
+    """Arrays of one shape and type, reused once released; at most ``keep`` are kept.
+
+    When all kept buffers are in use (a consumer holding many blocks), ``take``
+    returns a new array that is not kept: correct, just not reused.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype, keep: int = 4):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.keep = keep
+        self.buffers: list[np.ndarray] = []
+
+    def take(self) -> np.ndarray:
+        """A buffer nobody else refers to (contents undefined)."""
+        for i in range(len(self.buffers)):
+            if _refs(self.buffers, i) == _IDLE:
+                return self.buffers[i]
+        buf = np.empty(self.shape, self.dtype)
+        if len(self.buffers) < self.keep:
+            self.buffers.append(buf)
+        return buf
+
+
+class BlockConvolver:
+    """Full linear convolution of an endless (n, C) stream by a kernel, by overlap-add.
+
+    Input samples are gathered into a preallocated, zero-padded batch of
+    ``steps`` blocks of ``nfft`` (``nfft - M + 1`` input samples each); a
+    full batch is transformed in one call. ``push`` returns the output
+    blocks that are final so far; ``flush`` the rest (the last partial batch
+    and the M - 1 sample tail).
+    """
+
+    def __init__(self, kernel: np.ndarray, channels: int, dtype=np.float32, *, nfft: int,
+                 workers: int | None = None, batch: int = BATCH_SAMPLES):
+        self.per_channel = kernel.ndim == 2
+        self.m = kernel.shape[-1]
+        self.nfft = nfft
+        if self.nfft < 2 * self.m:
+            raise ValueError("the FFT size must be at least twice the kernel length")
+        self.step = self.nfft - self.m + 1
+        self.steps = fft_batch(self.nfft, channels, batch)
+        self.dtype = np.dtype(dtype)
+        self.workers = workers or -1
+        k = np.asarray(kernel, dtype=self.dtype)
+        spec = fft.rfft(k, self.nfft)
+        bins = self.nfft // 2 + 1
+        # (bins, C), contiguous: the product with the batch's spectrum then runs
+        # without broadcasting over channels (measured 6x faster than (bins, 1)).
+        self.kspec = np.ascontiguousarray(
+            np.broadcast_to(spec.T if self.per_channel else spec[:, None], (bins, channels)))
+        self.channels = channels
+        self.inbuf = np.zeros((self.steps, self.nfft, channels), self.dtype)
+        self.spec = np.empty((self.steps, bins, channels), spec.dtype)
+        # Outputs are views into the inverse transform's buffer, handed on without
+        # copies; a buffer is refilled once the consumer has let go of them.
+        self.outbufs = BufferPool((self.steps, self.nfft, channels), self.dtype)
+        self.filled = 0  # input samples in the current batch
+        self.tail = np.zeros((self.m - 1, channels), self.dtype)  # overlap to add
+
+    def _convolve(self, blocks: int, out: np.ndarray) -> np.ndarray:
+        """The first ``blocks`` blocks of the batch convolved (whole, tails included) into
+        ``out``: one batched real FFT, the product with the kernel's spectrum, back."""
+        spec = fft.rfft(self.inbuf[:blocks], self.nfft, 1, self.workers, out=self.spec[:blocks])
+        spec *= self.kspec
+        return fft.irfft(spec, self.nfft, 1, self.workers, out=out[:blocks])
+
+    def whole(self, x: np.ndarray) -> np.ndarray:
+        """The full convolution of a whole signal (n, C), written straight into one array:
+        the in-memory overlap-add (no blocks to hand on, so no pool and no final copy)."""
+        n = x.shape[0]
+        out = np.empty((n + self.m - 1, self.channels), self.dtype)
+        back = np.empty((self.steps, self.nfft, self.channels), self.dtype)
+        step, tail = self.step, self.m - 1
+        blocks = -(-n // step)
+        carry = np.zeros((tail, self.channels), self.dtype)
+        for b0 in range(0, blocks, self.steps):
+            count = min(blocks - b0, self.steps)
+            for i in range(count):
+                seg = x[(b0 + i) * step: (b0 + i + 1) * step]
+                self.inbuf[i, :seg.shape[0]] = seg
+                self.inbuf[i, seg.shape[0]:step] = 0  # the signal's end
+            y = self._convolve(count, back)
+            for i in range(count):
+                start = (b0 + i) * step
+                keep = min(step, out.shape[0] - start)
+                out[start:start + keep] = y[i, :keep]
+                overlap = min(tail, keep)
+                out[start:start + overlap] += carry[:overlap]
+                carry[:] = y[i, step:]
+        end = blocks * step
+        if end < out.shape[0]:
+            out[end:] = carry[:out.shape[0] - end]
+        return out
+
+    def _transform(self, blocks: int) -> list[np.ndarray]:
+        """Convolve the first ``blocks`` blocks of the batch; return their finished outputs.
+
+        With ``nfft >= 2M`` a step is longer than the M - 1 sample tail, so
+        each tail overlaps only the next block (or the next batch's first).
+        The outputs are views into the inverse transform's buffer, with the
+        tails added in place: no copies.
+        """
+        y = self._convolve(blocks, self.outbufs.take())
+        tail = self.m - 1
+        if tail:
+            y[0, :tail] += self.tail
+            for b in range(1, blocks):
+                y[b, :tail] += y[b - 1, self.step:]
+            self.tail = y[blocks - 1, self.step:].copy()
+        return [y[b, : self.step] for b in range(blocks)]
+
+    def push(self, block: np.ndarray) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        pos, n = 0, block.shape[0]
+        capacity = self.steps * self.step
+        while pos < n:
+            b, off = divmod(self.filled, self.step)
+            take = min(self.step - off, n - pos)
+            self.inbuf[b, off: off + take] = block[pos: pos + take]
+            pos += take
+            self.filled += take
+            if self.filled == capacity:
+                out += self._transform(self.steps)
+                self.filled = 0
+        return out
+
+    def flush(self) -> list[np.ndarray]:
+        if not self.filled:
+            return [self.tail]
+        b, off = divmod(self.filled, self.step)
+        if off:
+            self.inbuf[b, off: self.step] = 0  # stale samples of the previous batch
+            b += 1
+        n = self.filled
+        self.filled = 0
+        out = self._transform(b) + [self.tail]
+        return [np.concatenate(out)[: n + self.m - 1]]

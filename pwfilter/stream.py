@@ -17,23 +17,19 @@ from __future__ import annotations
 
 import math
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from pwfilter import fft, ops
+from pwfilter import ops
+from pwfilter.spectral import BlockConvolver
 
 #: Audio whose in-memory working set would exceed this is streamed (about a minute
 #: of stereo float at 48 kHz; streaming is as fast from there on, and its memory
 #: does not grow with the file).
 STREAM_BUDGET = 256 << 20
-
-#: Samples per batched transform (16 MiB of float32): four steps of 2^19 for stereo.
-#: Measured on 10 min stereo (x) 3 s: as fast as eight steps, with 60 MB less peak memory.
-BATCH_SAMPLES = 1 << 22
 
 #: Input read ahead of the transforms, in bytes, so reading overlaps the FFTs.
 READ_AHEAD = 16 << 20
@@ -62,132 +58,6 @@ def should_stream(frames: int, channels: int, taps: int, budget: int = STREAM_BU
                       f"in memory, over the {budget >> 20} MiB budget")
     return False, (f"in memory: {frames:,} frames x {channels} ch need ~{mib:.0f} MiB, "
                    f"within the {budget >> 20} MiB streaming budget")
-
-
-# Reusable arrays. A stream's stages hand blocks on without copying: the filter's
-# outputs are views into its inverse-transform buffer. Allocating a fresh buffer
-# per batch costs the kernel's page faults and zeroing of new memory (measured
-# ~8 % of a long stream's CPU time, on the FFT thread). A buffer is handed out
-# again once every view of it is gone, which CPython's reference count tells
-# exactly (every view holds a reference to the array owning its memory).
-
-
-def _refs(buffers: list, i: int) -> int:
-    return sys.getrefcount(buffers[i])
-
-
-#: What :func:`_refs` counts for an array that only its pool's list refers to.
-_IDLE = _refs([np.empty(0)], 0)
-
-
-class BufferPool:
-    """Arrays of one shape and type, reused once released; at most ``keep`` are kept.
-
-    When all kept buffers are in use (a consumer holding many blocks), ``take``
-    returns a new array that is not kept: correct, just not reused.
-    """
-
-    def __init__(self, shape: tuple[int, ...], dtype, keep: int = 4):
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
-        self.keep = keep
-        self.buffers: list[np.ndarray] = []
-
-    def take(self) -> np.ndarray:
-        """A buffer nobody else refers to (contents undefined)."""
-        for i in range(len(self.buffers)):
-            if _refs(self.buffers, i) == _IDLE:
-                return self.buffers[i]
-        buf = np.empty(self.shape, self.dtype)
-        if len(self.buffers) < self.keep:
-            self.buffers.append(buf)
-        return buf
-
-
-class BlockConvolver:
-    """Full linear convolution of an endless (n, C) stream by a kernel, by overlap-add.
-
-    Input samples are gathered into a preallocated, zero-padded batch of
-    ``steps`` blocks of ``nfft`` (``nfft - M + 1`` input samples each); a
-    full batch is transformed in one call. ``push`` returns the output
-    blocks that are final so far; ``flush`` the rest (the last partial batch
-    and the M - 1 sample tail).
-    """
-
-    def __init__(self, kernel: np.ndarray, channels: int, dtype=np.float32,
-                 nfft: int | None = None, workers: int | None = None):
-        from pwfilter.spectral import fft_batch
-
-        self.per_channel = kernel.ndim == 2
-        self.m = kernel.shape[-1]
-        self.nfft = nfft or stream_nfft(self.m)
-        if self.nfft < 2 * self.m:
-            raise ValueError("the FFT size must be at least twice the kernel length")
-        self.step = self.nfft - self.m + 1
-        self.steps = fft_batch(self.nfft, channels, BATCH_SAMPLES)
-        self.dtype = np.dtype(dtype)
-        self.workers = workers or -1
-        k = np.asarray(kernel, dtype=self.dtype)
-        spec = fft.rfft(k, self.nfft)
-        bins = self.nfft // 2 + 1
-        # (bins, C), contiguous: the product with the batch's spectrum then runs
-        # without broadcasting over channels (measured 6x faster than (bins, 1)).
-        self.kspec = np.ascontiguousarray(
-            np.broadcast_to(spec.T if self.per_channel else spec[:, None], (bins, channels)))
-        self.channels = channels
-        self.inbuf = np.zeros((self.steps, self.nfft, channels), self.dtype)
-        self.spec = np.empty((self.steps, bins, channels), spec.dtype)
-        # Outputs are views into the inverse transform's buffer, handed on without
-        # copies; a buffer is refilled once the consumer has let go of them.
-        self.outbufs = BufferPool((self.steps, self.nfft, channels), self.dtype)
-        self.filled = 0  # input samples in the current batch
-        self.tail = np.zeros((self.m - 1, channels), self.dtype)  # overlap to add
-
-    def _transform(self, blocks: int) -> list[np.ndarray]:
-        """Convolve the first ``blocks`` blocks of the batch; return their finished outputs.
-
-        With ``nfft >= 2M`` a step is longer than the M - 1 sample tail, so
-        each tail overlaps only the next block (or the next batch's first).
-        The outputs are views into the inverse transform's buffer, with the
-        tails added in place: no copies.
-        """
-        spec = fft.rfft(self.inbuf[:blocks], self.nfft, 1, self.workers, out=self.spec[:blocks])
-        spec *= self.kspec
-        y = fft.irfft(spec, self.nfft, 1, self.workers, out=self.outbufs.take()[:blocks])
-        tail = self.m - 1
-        if tail:
-            y[0, :tail] += self.tail
-            for b in range(1, blocks):
-                y[b, :tail] += y[b - 1, self.step:]
-            self.tail = y[blocks - 1, self.step:].copy()
-        return [y[b, : self.step] for b in range(blocks)]
-
-    def push(self, block: np.ndarray) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        pos, n = 0, block.shape[0]
-        capacity = self.steps * self.step
-        while pos < n:
-            b, off = divmod(self.filled, self.step)
-            take = min(self.step - off, n - pos)
-            self.inbuf[b, off: off + take] = block[pos: pos + take]
-            pos += take
-            self.filled += take
-            if self.filled == capacity:
-                out += self._transform(self.steps)
-                self.filled = 0
-        return out
-
-    def flush(self) -> list[np.ndarray]:
-        if not self.filled:
-            return [self.tail]
-        b, off = divmod(self.filled, self.step)
-        if off:
-            self.inbuf[b, off: self.step] = 0  # stale samples of the previous batch
-            b += 1
-        n = self.filled
-        self.filled = 0
-        out = self._transform(b) + [self.tail]
-        return [np.concatenate(out)[: n + self.m - 1]]
 
 
 @dataclass
@@ -222,7 +92,9 @@ class StreamFilter:
         else:
             self.start, self.count, dry_skip = m - 1, self.frames - m + 1, m // 2
         self.conv = (None if self.kernel is None else
-                     BlockConvolver(self.kernel, self.channels, self.dtype, workers=self.workers))
+                     BlockConvolver(self.kernel, self.channels, self.dtype,
+                                    nfft=stream_nfft(self.kernel.shape[-1]),
+                                    workers=self.workers))
         self.skipped = 0
         self.emitted = 0
         self.dry_fifo: list[np.ndarray] = []

@@ -14,7 +14,8 @@ import soundfile as sf
 from scipy import signal as sps
 
 import pwfilter
-from pwfilter.stream import BlockConvolver, StreamFilter, should_stream, stream_nfft
+from pwfilter.spectral import BlockConvolver
+from pwfilter.stream import StreamFilter, should_stream, stream_nfft
 
 
 def stream_all(f: StreamFilter, x: np.ndarray, block: int) -> np.ndarray:
