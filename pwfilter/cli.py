@@ -281,9 +281,19 @@ def parse_stages(tokens: list[str]) -> list:
         if command is None:
             raise click.UsageError(f"stage {i + 1}: unknown stage {group[0]!r} (one of: "
                                    f"{', '.join(STAGES)})")
-        with command.make_context(f"pwfilter chain ... -- {group[0]}", group[1:]) as ctx:
-            steps.append(command.invoke(ctx))
+        try:
+            with command.make_context(f"pwfilter chain ... -- {group[0]}", group[1:]) as ctx:
+                steps.append(command.invoke(ctx))
+        except click.NoSuchOption as exc:
+            if exc.option_name in _chain_options():
+                raise click.UsageError(f"stage {i + 1} ({group[0]}): {exc.option_name} is an "
+                                       f"option of the chain: give it before --") from None
+            raise
     return steps
+
+
+def _chain_options() -> set[str]:
+    return {name for p in chain.params for name in (*p.opts, *p.secondary_opts)}
 
 
 # ----------------------------------------------------------------- commands

@@ -1,9 +1,9 @@
 """Streaming audio: block-by-block filtering with memory bounded by the kernel, not the file.
 
 Pure like the engine: :class:`StreamFilter` takes blocks of input samples
-and returns blocks of output samples; the CLI feeds it from
-:class:`pwfilter.media.AudioReader` and drains it into
-:class:`pwfilter.media.AudioWriter`, with reading, computing and writing in
+and returns blocks of output samples; the runner feeds it from
+:class:`pwfilter.audiofile.AudioReader` and drains it into
+:class:`pwfilter.audiofile.AudioWriter`, with reading, computing and writing in
 three threads (libsndfile and pocketfft release the GIL).
 
 Convolution is overlap-add: the input is cut into steps of
@@ -191,6 +191,7 @@ def run_pipeline(blocks: Iterable[np.ndarray], f: StreamFilter,
                     return
                 if not stop.is_set():
                     write(y)
+                del y  # the block's buffer is free for the convolver again
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
             stop.set()

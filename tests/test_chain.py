@@ -144,7 +144,9 @@ def test_errors_name_the_stage_and_usage_errors_exit_2(tmp_path):
                                                              "--sigmaa"),
                          (["blur", "--normalize", "+", "remix", "--matrix", "gray"],
                           "--normalize belongs to the last stage"), ([], "no stages"),
-                         (["blur", "+"], "stage 2 is empty")):
+                         (["blur", "+"], "stage 2 is empty"),
+                         (["blur", "+", "remix", "--matrix", "gray", "-v"],
+                          "stage 2 (remix): -v is an option of the chain: give it before --")):
         r = run("chain", src, "-o", tmp_path / "o.png", "--", *stages)
         assert r.code == 2 and says in r.stderr, (stages, r.stderr)
     assert not (tmp_path / "o.png").exists()
