@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import click
 
-from pwfilter.errors import PwfilterError
+from pwfilter.errors import PwfilterError, printable
 
 
 @dataclass
@@ -68,11 +68,11 @@ class Common:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            click.echo(f"pwfilter: {message}", err=True)
+            click.echo(f"pwfilter: {printable(message)}", err=True)
 
     def detail(self, message: str) -> None:
         if self.verbose and not self.quiet:
-            click.echo(f"pwfilter: {message}", err=True)
+            click.echo(f"pwfilter: {printable(message)}", err=True)
 
 
 def run_each(common: Common, inputs: tuple[str, ...], command: str, job) -> int:
@@ -96,7 +96,7 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, job) -> int:
     from pwfilter.output import ReadFiles
 
     options = m.SaveOptions(quality=common.quality, compression=common.compression)
-    reads = ReadFiles(inputs)
+    reads = ReadFiles((*inputs, *job.files()))
     ctx = Context(common.limits, lambda path: m.load_media(path, limits=common.limits))
     failed: list[str] = []
     written: dict[str, str] = {}
@@ -111,8 +111,8 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, job) -> int:
     finally:
         loader.close()
     if failed and len(inputs) > 1:
-        click.echo(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
-                   + ", ".join(failed), err=True)
+        click.echo(printable(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
+                             + ", ".join(failed)), err=True)
     return 1 if failed else 0
 
 
@@ -195,7 +195,7 @@ def _attempt(common: Common, name: str, *args) -> bool:
         shown = "<stdin>" if name == "-" else name
         if shown not in message:
             message = f"{shown}: {message}"
-        click.echo(f"pwfilter: error: {message}", err=True)
+        click.echo(f"pwfilter: error: {printable(message)}", err=True)
         return False
     return True
 
@@ -240,8 +240,8 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
     from pwfilter.output import STDOUT, atomic_path, check_target, plan_output
     from pwfilter.steps import Input
 
-    if name != "-" and not os.path.lexists(name):
-        raise PwfilterError(f"{name}: no such file")
+    if name != "-":
+        m.read_source(name, name)  # a regular, readable file: nothing is opened before
     media = None
     if name == "-":  # the format (and so the suffix of a planned name) is known only now
         media = m.load_media(name, limits=common.limits)
@@ -286,14 +286,25 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
     if target == STDOUT:
         buf = io.BytesIO()
         clipped = m.write_media(result, buf, fmt, options)
-        sys.stdout.buffer.write(buf.getvalue())
-        sys.stdout.buffer.flush()
+        write_stdout(buf.getvalue())
     else:
         with atomic_path(target, common.overwrite) as tmp:
             clipped = m.write_media(result, tmp, fmt, options)
         written[os.path.realpath(target)] = name
     facts = {"plans": list(zip(chain.stages, plans)), "normalized": chain.normalize}
     report(common, name, target, result, facts, clipped, time.perf_counter() - start)
+
+
+def write_stdout(data: bytes) -> None:
+    """Write a result to standard output; a full disk is this command's error (a closed
+    pipe stays BrokenPipeError: the reader has gone, nothing to report)."""
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise PwfilterError(f"standard output: cannot write ({exc.strerror or exc})") from None
 
 
 def _sniff(name: str, m) -> str | None:
@@ -436,7 +447,7 @@ def describe_each(inputs: tuple[str, ...], *, as_json: bool, max_pixels: int | N
             d = describe_file(name, limits=limits)
         except PwfilterError as exc:
             failed.append(name)
-            click.echo(f"pwfilter: error: {exc}", err=True)
+            click.echo(f"pwfilter: error: {printable(str(exc))}", err=True)
             continue
         if as_json:
             click.echo(json.dumps(d))
@@ -449,37 +460,49 @@ def describe_each(inputs: tuple[str, ...], *, as_json: bool, max_pixels: int | N
             click.echo(f"{d['input']}: {d['kind']} {d['format']}{rate} {d['subtype']}, "
                        f"{d['channels']} channel(s), {d['frames']:,} frames{dur}")
     if failed and len(inputs) > 1:
-        click.echo(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
-                   + ", ".join(failed), err=True)
+        click.echo(printable(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
+                             + ", ".join(failed)), err=True)
     return 1 if failed else 0
 
 
-def write_kernel(name: str, *, rate: int, one_d: bool, output: str, overwrite: bool) -> str:
+def write_kernel(name: str, *, rate: int, one_d: bool, output: str, overwrite: bool,
+                 limits=None) -> str:
     """``pwfilter kernel``: write a named kernel as .npy or text rows (or .npy to standard
-    output); return the line that describes it."""
+    output); return the line that describes it. Its size is checked against the memory
+    limit before it is built (:func:`pwfilter.limits.kernel_file_bytes`)."""
     import numpy as np
 
     from pwfilter import engine, specs
+    from pwfilter import limits as lim
     from pwfilter.output import ReadFiles, atomic_path, check_target
 
     fir = name.split(":")[0].lower() in ("lowpass", "highpass", "bandpass")
     ks = specs.named_kernel(name, 1 if (one_d or fir) else 2, rate)
     if ks is None:
         raise PwfilterError(f"unknown kernel {name!r} (one of: {', '.join(specs.KERNEL_NAMES)})")
-    dense = np.asarray(ks.array)
-    buf = io.BytesIO()
-    if output.lower().endswith((".txt", ".csv")):
-        sep = "," if output.lower().endswith(".csv") else " "
-        np.savetxt(buf, np.atleast_2d(dense), fmt="%.17g", delimiter=sep,
-                   header=f"pwfilter kernel {ks.name}")
-    else:
-        np.save(buf, dense)
-    if output == "-":
-        sys.stdout.buffer.write(buf.getvalue())
-    else:
+    text = output.lower().endswith((".txt", ".csv"))
+    shape = tuple(ks.array.shape)
+    (limits or lim.Limits()).check_memory(lim.kernel_file_bytes(shape, text, output == "-"),
+                                          f"kernel {ks.name} of shape {shape}")
+    if output != "-":
         check_target(output, ReadFiles(()), overwrite)
+    dense = np.asarray(ks.array)
+
+    def write(fh):
+        if text:
+            sep = "," if output.lower().endswith(".csv") else " "
+            np.savetxt(fh, np.atleast_2d(dense), fmt="%.17g", delimiter=sep,
+                       header=f"pwfilter kernel {ks.name}")
+        else:
+            np.save(fh, dense, allow_pickle=False)
+
+    if output == "-":
+        buf = io.BytesIO()
+        write(buf)
+        write_stdout(buf.getvalue())
+    else:
         with atomic_path(output, overwrite) as tmp:
             with open(tmp, "wb") as fh:
-                fh.write(buf.getvalue())
+                write(fh)
     rank = engine.kernel_rank(ks.array, 2)[0] if dense.ndim == 2 else 1
     return f"{output}: {ks.name} shape {dense.shape}, sum {dense.sum():.6g}, rank {rank}"

@@ -23,7 +23,7 @@ import click
 
 from pwfilter import __version__
 from pwfilter.batch import Common, run_each
-from pwfilter.errors import PwfilterError
+from pwfilter.errors import PwfilterError, printable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -50,7 +50,7 @@ def common_options(fn):
         click.option("--max-pixels", type=click.IntRange(1), metavar="N",
                      help="Refuse images with more pixels (default 250,000,000)."),
         click.option("--max-memory", metavar="SIZE",
-                     help="Refuse work needing more memory, e.g. 8G (default: 75% of RAM)."),
+                     help="Refuse work needing more memory, e.g. 8G (default: half of RAM, less under a container or ulimit)."),
         click.option("--stream-above", metavar="SIZE",
                      help="Stream audio whose in-memory working set would exceed SIZE "
                           "(default 256M; 0 always streams)."),
@@ -408,15 +408,18 @@ def info(inputs, as_json, max_pixels, debug):
 @click.option("-o", "--output", required=True, metavar="FILE",
               help="Where to write it: .npy, .txt/.csv (text rows), or - (.npy on stdout).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.option("--max-memory", metavar="SIZE",
+              help="Refuse kernels needing more memory, e.g. 8G (default: half of RAM).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def kernel(name, rate, one_d, output, overwrite, debug):
+def kernel(name, rate, one_d, output, overwrite, max_memory, debug):
     """Write the named kernel NAME and print its shape, sum and rank."""
-    from pwfilter.batch import write_kernel
+    from pwfilter.batch import Common, write_kernel
 
     if output == "-" and sys.stdout.isatty():
         raise click.UsageError("-o - would write binary data to the terminal")
+    limits = Common(max_memory=max_memory).limits
     click.echo(write_kernel(name, rate=rate or 0, one_d=one_d, output=output,
-                            overwrite=overwrite), err=output == "-")
+                            overwrite=overwrite, limits=limits), err=output == "-")
     return 0
 
 
@@ -489,6 +492,75 @@ def _interrupted(signum, frame):
     raise KeyboardInterrupt
 
 
+def _run_in_worker(args: list[str], obj: dict):
+    """Run the command in a worker thread while this (the main) thread waits for it.
+
+    Python runs signal handlers in the main thread only, between bytecodes: a
+    long NumPy, SciPy or OpenCV call would delay Ctrl-C or SIGTERM until it
+    returns (minutes). Waiting on the worker, the main thread is woken by the
+    signal at once, so the interrupt path (:func:`_abandon`) acts within
+    milliseconds, whatever the worker is computing.
+    """
+    import threading
+
+    outcome: dict = {}
+
+    def work():
+        # Signals go to the main thread only (this thread's mask is inherited by the
+        # threads it starts: readers, writers, OpenCV's and the FFT's pools). A signal
+        # delivered to a worker would only set Python's flag, and the main thread, asleep
+        # in join(), would notice it when the work is done.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            outcome["status"] = cli.main(args=args, prog_name="pwfilter", standalone_mode=False,
+                                         obj=obj)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="pwfilter-command", daemon=True)
+    worker.start()
+    try:
+        worker.join()
+    except KeyboardInterrupt:
+        _abandon()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("status")
+
+
+def _abandon() -> None:
+    """Interrupted while the worker computes: remove its named temporaries (unnamed ones
+    vanish with the process), say so and exit 130 without waiting for it."""
+    from pwfilter import output
+
+    output.remove_temporaries()
+    try:
+        sys.stderr.write("pwfilter: interrupted\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
+
+
+def _native_stderr_silenced() -> None:
+    """Keep native libraries' own messages (libpng's "PNG warning: …", libjpeg's "Corrupt
+    JPEG data", OpenCV's "[ WARN ]") off stderr: pwfilter reports every problem itself, in
+    one line. Python's ``sys.stderr`` moves to a copy of the real stderr and descriptor 2
+    (which those libraries write to) goes to /dev/null. Only for the process's own stderr
+    (not under a test's capture) and not with ``--debug``."""
+    if sys.stderr is not sys.__stderr__ or sys.stderr is None:
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    except (OSError, ValueError):
+        return
+    sys.stderr = sys.__stderr__ = open(real, "w", buffering=1, encoding=sys.stderr.encoding,
+                                       errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI with pwfilter's error boundary (exit 1 errors, 2 usage, 130 Ctrl-C)."""
     args = sys.argv[1:] if argv is None else argv
@@ -500,13 +572,16 @@ def main(argv: list[str] | None = None) -> None:
         # results are checked (clipping is counted, limits are enforced) instead.
         warnings.simplefilter("ignore", RuntimeWarning)
     signal.signal(signal.SIGTERM, _interrupted)
+    if not debug:
+        _native_stderr_silenced()
     obj = {}
     if args[:1] == ["chain"] and "--" in args:
         # The stages follow the chain's own "--"; Click would drop that mark.
         cut = args.index("--")
         args, obj["stages"] = args[:cut], args[cut + 1:]
     try:
-        status = cli.main(args=args, prog_name="pwfilter", standalone_mode=False, obj=obj)
+        status = _run_in_worker(args, obj)
+        _flush_stdout()
     except click.exceptions.Abort:
         click.echo("pwfilter: interrupted", err=True)
         sys.exit(130)
@@ -519,10 +594,10 @@ def main(argv: list[str] | None = None) -> None:
     except PwfilterError as exc:
         if debug:
             raise
-        click.echo(f"pwfilter: error: {exc}", err=True)
+        click.echo(f"pwfilter: error: {printable(str(exc))}", err=True)
         sys.exit(1)
     except BrokenPipeError:
-        sys.stderr.close()
+        _discard_stdout()
         sys.exit(1)
     except MemoryError:
         click.echo("pwfilter: error: out of memory (lower the work or --max-memory)", err=True)
@@ -530,7 +605,30 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the boundary: no traceback unless --debug
         if debug:
             raise
-        click.echo(f"pwfilter: error: internal error: {type(exc).__name__}: {exc} "
-                   "(run with --debug for the traceback)", err=True)
+        click.echo(f"pwfilter: error: internal error: {type(exc).__name__}: "
+                   f"{printable(str(exc))} (run with --debug for the traceback)", err=True)
         sys.exit(1)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _flush_stdout() -> None:
+    """Flush standard output now, so that a full disk or a closed pipe is this command's
+    error rather than Python's message at exit."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _discard_stdout()
+        raise PwfilterError(f"standard output: cannot write ({exc.strerror or exc})") from None
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null so that the interpreter's final flush of what is
+    left in its buffer cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -212,7 +212,7 @@ def _nlogn(total: float) -> float:
 def _bands(g: Geometry, dtype_size: int) -> int:
     limit = spatial.band_limit(np.float32 if dtype_size == 4 else np.float64)
     kh, kw = (1, *g.ksize) if g.ndim == 1 else g.ksize
-    return len(spatial.kernel_bands(kh, kw, limit))
+    return spatial.band_count(kh, kw, limit)
 
 
 def _serial(g: Geometry) -> float:
@@ -295,7 +295,8 @@ def _cost_oa(g: Geometry, c: costs.Costs) -> tuple[float, int]:
 
 
 def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHODS[1:],
-                  model: costs.Costs | None = None, symmetric: bool = False) -> Plan:
+                  model: costs.Costs | None = None, symmetric: bool = False,
+                  budget: int = 0) -> Plan:
     """Choose the fastest way to evaluate one convolution, from a fitted cost model.
 
     Each candidate's time is predicted from the problem's sizes with
@@ -365,6 +366,16 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
     found = {k: v for k, v in found.items() if math.isfinite(v)}
     if not found:
         raise PwfilterError(f"no method can evaluate this convolution (allowed: {allow})")
+    if budget:
+        memory = {m: method_memory(g, m, block if m in ("fft", "oa") else 0) for m in found}
+        fits = {m: v for m, v in found.items() if memory[m] <= budget}
+        if not fits:
+            least = min(memory, key=memory.get)
+            who = f"--method {least}" if forced else f"every method (the least, {least},)"
+            raise PwfilterError(f"a kernel of {' x '.join(map(str, g.ksize))} taps: {who} needs "
+                                f"about {_bytes(memory[least])} of working memory, more than "
+                                f"the limit of {_bytes(budget)} (raise it with --max-memory)")
+        found = fits
     method = min(found, key=found.get)
     if g.ndim == 2 and method in ("fft", "oa"):
         blocks = math.ceil(g.out_shape[0] / block)
@@ -384,6 +395,34 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
     return Plan(method, found, reason, rank=rank, block=block, model=c.source)
 
 
+def method_memory(g: Geometry, method: str, block: int = 0, workers: int = 0) -> int:
+    """Working memory (bytes) of ``method`` on problem ``g``, beyond the input itself.
+
+    Counted from the arrays each method allocates: every method writes a float
+    output (and per-channel kernels concatenate one more); sliding sums
+    (direct, separable) may extend the whole input first (banded kernels,
+    ``wrap``, ``full``, SciPy's fallback); the FFT of a signal holds its
+    padded transforms (:func:`fft_memory`); an image's FFT holds one row
+    block's buffers per thread; overlap-add holds the extended signal and its
+    batches (:data:`spectral.BATCH_SAMPLES` samples per batch, two in flight).
+    It does not count the input's decoding (see :mod:`pwfilter.limits`).
+    """
+    out = math.prod(g.out_shape) * g.channels * g.itemsize
+    outputs = out * (2 if g.per_channel else 1)
+    extended = math.prod(g.padded) * g.channels * g.itemsize
+    if method in ("direct", "separable") or g.taps == 1:
+        return outputs + extended
+    if method == "fft" and g.ndim == 1:
+        return outputs + fft_memory(g)
+    if method == "oa" and g.ndim == 1:
+        nfft = block or spectral.oa_block(g.ksize[0], g.padded[0])
+        batch = max(2 * spectral.BATCH_SAMPLES, nfft * g.channels) * g.itemsize * 4
+        return outputs + extended + batch
+    rows = block or image_block_rows(g)
+    threads = max(1, min(workers or default_workers(), math.ceil(g.out_shape[0] / rows)))
+    return outputs + threads * spectral.image_block_memory(rows, g)
+
+
 def fft_memory(g: Geometry) -> int:
     """Bytes of the FFT path's largest buffers for a whole-signal transform."""
     sizes = spectral.fft_sizes(g)
@@ -394,6 +433,12 @@ def fft_memory(g: Geometry) -> int:
 
 
 # ----------------------------------------------------------------- kernel rank
+
+
+def _bytes(n: int) -> str:
+    from pwfilter.limits import format_bytes
+
+    return format_bytes(n)
 
 
 def rank_tolerance(dtype) -> float:
@@ -520,14 +565,23 @@ def float_type(x: np.ndarray) -> type:
     return np.float64 if x.dtype == np.float64 else np.float32
 
 
-def plan(x: np.ndarray, kernel, *, mode: str = "same", method: str = "auto") -> Plan:
+def plan(x: np.ndarray, kernel, *, mode: str = "same", method: str = "auto",
+         budget: int = 0) -> Plan:
     """The :class:`Plan` :func:`convolve` would follow for these arrays."""
-    itemsize = np.dtype(float_type(x)).itemsize
-    g = geometry(x.shape, kernel.shape, mode, itemsize)
+    return plan_for(x.shape, np.dtype(float_type(x)).itemsize, kernel, mode=mode,
+                    method=method, budget=budget)
+
+
+def plan_for(shape: tuple[int, ...], itemsize: int, kernel, *, mode: str = "same",
+             method: str = "auto", budget: int = 0) -> Plan:
+    """The plan for an input of ``shape`` (channels last) computed with ``itemsize``-byte
+    floats, known before the input is read. With a ``budget`` (bytes), methods whose
+    :func:`method_memory` exceeds it are not chosen, and a forced one is refused."""
+    g = geometry(shape, kernel.shape, mode, itemsize)
     rank = kernel_rank(kernel, g.ndim)[0] if g.ndim == 2 else 0
     symmetric = rank == 1 and symmetric_factors(kernel)
     if method == "auto":
-        return choose_method(g, rank=rank, symmetric=symmetric)
+        return choose_method(g, rank=rank, symmetric=symmetric, budget=budget)
     if method not in METHODS:
         raise PwfilterError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     if method == "separable" and g.ndim != 2:
@@ -535,10 +589,15 @@ def plan(x: np.ndarray, kernel, *, mode: str = "same", method: str = "auto") -> 
     if method == "separable":
         rank = max(rank, 1)
         rank = rank if rank <= 3 else min(g.ksize)
+        if budget and method_memory(g, "separable") > budget:
+            raise PwfilterError(f"--method separable needs about "
+                                f"{_bytes(method_memory(g, 'separable'))} of working memory, "
+                                f"more than the limit of {_bytes(budget)} (raise it with "
+                                "--max-memory)")
         c = costs.current()
         return Plan("separable", {"separable": _cost_separable(g, rank, c, symmetric)},
                     "forced with --method", rank=rank, model=c.source)
-    p = choose_method(g, rank=rank, allow=(method,))
+    p = choose_method(g, rank=rank, allow=(method,), budget=budget)
     block = p.block or (spectral.oa_block(g.ksize[0], g.padded[0]) if method == "oa" else 0)
     return Plan(p.method, p.costs, "forced with --method", rank=p.rank, block=block,
                 model=p.model)

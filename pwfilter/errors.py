@@ -7,3 +7,11 @@ CLI prints it as one line ``pwfilter: error: <message>`` and exits with 1.
 
 class PwfilterError(Exception):
     """A problem with the user's input, options or files (not a bug)."""
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: control characters (a newline in a file name) escaped as
+    Python writes them (``\\n``), so that an error stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -9,6 +9,7 @@ with the measurement behind it.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -18,12 +19,63 @@ DEFAULT_MAX_PIXELS = 250_000_000
 
 
 def _default_max_memory() -> int:
-    """Three quarters of physical memory, or 4 GiB where it cannot be read."""
+    """The default budget: half of physical memory, lowered to 80 % of what the process
+    may actually get where less — a container's memory limit (cgroup v2 or v1), or the
+    room left under ``ulimit -v`` / ``-d``. 4 GiB where physical memory cannot be read.
+
+    Half, because a job's estimate is its peak and the machine's other work and its
+    file cache keep the other half: a job near the limit leaves the machine usable.
+    """
     try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):
-        return 4 << 30
-    return int(total * 0.75)
+        budget = 4 << 30
+    for cap in (_cgroup_limit(), _rlimit_room()):
+        if cap:
+            budget = min(budget, int(cap * 0.8))
+    return max(budget, 64 << 20)
+
+
+def _cgroup_limit() -> int:
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+    return 0
+
+
+def _rlimit_room() -> int:
+    """Bytes left under the address-space or data-segment limit (0 when unlimited)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    room = 0
+    for which in (resource.RLIMIT_AS, getattr(resource, "RLIMIT_DATA", None)):
+        if which is None:
+            continue
+        soft = resource.getrlimit(which)[0]
+        if soft == resource.RLIM_INFINITY or soft <= 0:
+            continue
+        used = _vm_size() if which == resource.RLIMIT_AS else 0
+        left = max(soft - used, 0)
+        room = left if not room else min(room, left)
+    return room
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 @dataclass(frozen=True)
@@ -31,7 +83,7 @@ class Limits:
     """Caps on decoded image size and on estimated working memory (bytes)."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
-    max_memory: int = 0  # 0 means "75 % of physical memory"
+    max_memory: int = 0  # 0 means the default budget (see _default_max_memory)
 
     @property
     def memory(self) -> int:
@@ -85,18 +137,13 @@ def audio_decode_bytes(frames: int, channels: int, itemsize: int = 4) -> int:
     return int(frames) * int(channels) * (itemsize + 4)
 
 
-def kernel_bytes(shape: tuple[int, ...], kernel, itemsize: int = 4) -> int:
-    """Memory a kernel adds to a job on an input of ``shape``: the FFT's spectra of the
-    whole signal (or, when smaller, the direct path's per-channel copies of the kernel),
-    and three copies of the signal. Checked before a huge kernel is built into work."""
-    from pwfilter import engine
-
-    shape = (max(shape[0], 1), *shape[1:])  # a streamed file: its header only
-    g = engine.geometry(shape, kernel.shape, "full", itemsize)
-    signal = 1
-    for n in shape:
-        signal *= n
-    return min(engine.fft_memory(g), kernel.nbytes * shape[-1] * 4) + signal * itemsize * 3
+def kernel_file_bytes(shape: tuple[int, ...], text: bool, to_stdout: bool = False) -> int:
+    """Memory to write a kernel of ``shape`` with ``pwfilter kernel``: its float64 values
+    (written to a file as they are, text one row at a time), plus the whole encoding when
+    it goes to standard output from memory (text: up to 25 bytes a value, ``%.17g``)."""
+    values = math.prod(int(n) for n in shape)
+    encoded = values * (25 if text else 8) if to_stdout else 0
+    return values * 8 + encoded
 
 
 def format_bytes(n: float) -> str:
@@ -117,6 +164,8 @@ def parse_size(text: str) -> int:
         value = float(number) * units[suffix]
     except ValueError:
         raise PwfilterError(f"not a size: {text!r} (use e.g. 512M, 8G)") from None
-    if value <= 0:
+    if not math.isfinite(value) or value >= 1 << 62:
+        raise PwfilterError(f"not a size: {text!r} is beyond any memory (use e.g. 512M, 8G)")
+    if value < 1:
         raise PwfilterError(f"a size must be positive: {text!r}")
     return int(value)

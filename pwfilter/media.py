@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import io
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -120,8 +121,12 @@ def read_source(source: str | os.PathLike, name: str) -> bytes | None:
         raise PwfilterError(f"{name}: no such file") from None
     except OSError as exc:
         raise PwfilterError(f"{name}: cannot read ({exc.strerror})") from None
-    if os.path.isdir(path):
+    if stat.S_ISDIR(st.st_mode):
         raise PwfilterError(f"{name}: is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        # Opening a FIFO would wait for a writer for ever; a device never ends.
+        raise PwfilterError(f"{name}: not a regular file (a FIFO, device or socket); "
+                            "give a file, or - for standard input")
     if st.st_size == 0:
         raise PwfilterError(f"{name}: empty file")
     if not os.access(path, os.R_OK):
@@ -205,10 +210,9 @@ def _sniff_soundfile(source, blob) -> str | None:
 
 
 def _load_npy(source, blob, name: str, limits: Limits) -> Media:
-    try:
-        arr = np.load(io.BytesIO(blob) if blob is not None else source, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - numpy raises many types for bad files
-        raise PwfilterError(f"{name}: not a readable .npy array ({exc})") from None
+    from pwfilter.specs import load_npy
+
+    arr = load_npy(io.BytesIO(blob) if blob is not None else source, name)
     if arr.dtype.kind not in "biuf" or arr.ndim not in (1, 2, 3) or arr.size == 0:
         raise PwfilterError(
             f"{name}: .npy must hold a non-empty 1-, 2- or 3-D numeric array, "

@@ -7,14 +7,17 @@ Rules (see the README, "Output rules"):
   the input's own file name inside DIR; ``-o -`` for standard output;
 - an existing file is replaced only with ``--overwrite``; an input is never
   replaced, whatever the path spelling (symlinks, ``./``, hard links);
-- writes are atomic: a temporary file in the target folder, renamed into place
-  at the end, removed on any failure or Ctrl-C.
+- writes are atomic: an unnamed temporary file in the target folder, linked into
+  place at the end (a named one where the file system has none, removed on any
+  failure or Ctrl-C, and by the next run if the process was killed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
 
@@ -85,7 +88,7 @@ def check_target(target: str, reads: ReadFiles, overwrite: bool) -> None:
     if target == STDOUT:
         return
     if target in reads:
-        raise PwfilterError(f"{target}: refusing to write over an input file")
+        raise PwfilterError(f"{target}: refusing to write over a file this command reads")
     if not target:
         raise PwfilterError("the output path is empty")
     if os.path.isdir(target):
@@ -100,21 +103,68 @@ def check_target(target: str, reads: ReadFiles, overwrite: bool) -> None:
         raise PwfilterError(f"{target}: folder {folder} does not exist")
 
 
+#: Named temporaries (where the file system has no unnamed ones): ``.pwfilter-PID-XXXXXXXX.tmp``.
+#: Short, so that any valid output name still has a valid temporary beside it, and
+#: recognisable, so that a later run can remove those of processes that died.
+TEMP_PATTERN = re.compile(r"^\.pwfilter-(\d+)-[0-9a-z_]{8}\.tmp$")
+
+#: Named temporaries of this process not yet published: the interrupt path removes them
+#: (:func:`remove_temporaries`) when it cannot wait for the work to unwind.
+_live: set[str] = set()
+_swept: set[str] = set()
+
+
+def unnamed_supported(folder: str) -> bool:
+    """Whether ``folder``'s file system gives unnamed temporary files (Linux ``O_TMPFILE``)."""
+    try:
+        fd = _open_unnamed(folder)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _open_unnamed(folder: str) -> int:
+    if not hasattr(os, "O_TMPFILE") or not os.path.isdir("/proc/self/fd"):
+        raise OSError(95, "unnamed temporary files are not supported")
+    return os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o666)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str, overwrite: bool) -> Iterator[str]:
-    """Yield a temporary path beside ``target``; publish it there only on success.
+    """Yield a temporary path for ``target``'s content; publish it there only on success.
 
-    On any exception, KeyboardInterrupt included, the temporary file is
-    removed and ``target`` is left as it was. Without ``overwrite`` the file
-    is published with a hard link, which fails if ``target`` appeared
-    meanwhile (no race with another writer).
+    On Linux the temporary is an unnamed file in the target's folder (``O_TMPFILE``),
+    reached through ``/proc/self/fd`` and linked into place at the end: a process that
+    dies at any moment, even by SIGKILL, leaves no file behind. Elsewhere it is a named
+    file ``.pwfilter-PID-XXXXXXXX.tmp``, removed on any exception (KeyboardInterrupt
+    included); those of processes that died are removed by the next write into that
+    folder.
+    ``target`` is left as it was on failure. Without ``overwrite`` the file is published
+    with a hard link, which fails if ``target`` appeared meanwhile (no race with another
+    writer).
     """
     folder = os.path.dirname(target) or "."
+    remove_stale(folder)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part",
+        fd = _open_unnamed(folder)
+    except OSError:
+        fd = None
+    if fd is not None:
+        try:
+            yield f"/proc/self/fd/{fd}"
+            _publish_unnamed(fd, target, overwrite)
+        except OSError as exc:
+            raise PwfilterError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        finally:
+            os.close(fd)
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".pwfilter-{os.getpid()}-", suffix=".tmp",
                                    dir=folder)
     except OSError as exc:
         raise PwfilterError(f"{target}: cannot write ({exc.strerror})") from None
+    _live.add(tmp)
     os.close(fd)
     try:
         yield tmp
@@ -129,6 +179,94 @@ def atomic_path(target: str, overwrite: bool) -> Iterator[str]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        _live.discard(tmp)
+
+
+def _link(source: str, target: str) -> None:
+    """``linkat(source, target, AT_SYMLINK_FOLLOW)``: ``os.link`` calls plain ``link``, which
+    does not follow ``/proc/self/fd``'s link, unless a directory descriptor is given."""
+    folder = os.open(os.path.dirname(target) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.link(source, os.path.basename(target), dst_dir_fd=folder, follow_symlinks=True)
+    finally:
+        os.close(folder)
+
+
+def _publish_unnamed(fd: int, target: str, overwrite: bool) -> None:
+    source = f"/proc/self/fd/{fd}"
+    try:
+        _link(source, target)
+        return
+    except FileExistsError:
+        if not overwrite:
+            raise PwfilterError(f"{target}: exists (use --overwrite to replace it)") from None
+    # Replacing: a link cannot, so link under a temporary name and rename over the target
+    # (the name exists for the two calls only; a later run removes it if killed between).
+    folder = os.path.dirname(target) or "."
+    for _ in range(100):
+        tmp = os.path.join(folder, f".pwfilter-{os.getpid()}-{_random8()}.tmp")
+        try:
+            _link(source, tmp)
+        except FileExistsError:
+            continue
+        _live.add(tmp)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        finally:
+            _live.discard(tmp)
+        return
+    raise PwfilterError(f"{target}: cannot write (no free temporary name)")
+
+
+def _random8() -> str:
+    return secrets.token_hex(4)
+
+
+def remove_stale(folder: str) -> list[str]:
+    """Remove the named temporaries that pwfilter processes no longer running left in
+    ``folder`` (once per folder and process); return their names."""
+    key = os.path.realpath(folder)
+    if key in _swept:
+        return []
+    _swept.add(key)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = TEMP_PATTERN.match(name)
+        if not m or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))
+            removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process (or no way to tell): keep its file
+    return True
+
+
+def remove_temporaries() -> None:
+    """Remove this process's unpublished named temporaries (for the interrupt path, which
+    exits without unwinding the work)."""
+    for tmp in list(_live):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _publish(tmp: str, target: str, overwrite: bool) -> None:

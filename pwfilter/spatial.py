@@ -195,6 +195,15 @@ def band_limit(dtype) -> int:
     return 129 if np.dtype(dtype) == np.float32 else 49
 
 
+def band_count(kh: int, kw: int, limit: int) -> int:
+    """``len(kernel_bands(kh, kw, limit))`` without listing them (huge kernels)."""
+    if kh * kw <= limit:
+        return 1
+    cols = min(kw, limit)
+    rows = max(1, limit // cols)
+    return -(-kh // rows) * -(-kw // cols)
+
+
 def kernel_bands(kh: int, kw: int, limit: int) -> list[tuple[slice, slice]]:
     """Rectangles of at most ``limit`` taps tiling a kh x kw kernel (rows first)."""
     if kh * kw <= limit:
@@ -373,6 +382,16 @@ def _correlate_valid(xp: np.ndarray, w: np.ndarray, axis: int | None) -> np.ndar
 
     nd = xp.ndim - 1 if axis is None else 1
     axes = range(xp.ndim - 1) if axis is None else (axis,)
+    if axis is None and nd == 2 and w.ndim == 2 and w.shape[0] > 1:
+        # Row by row: ndimage's n-D correlate tabulates offsets for every border case,
+        # taps x min(size, kernel) per axis — gigabytes for a 321x321 kernel on any image.
+        kh = w.shape[0]
+        rows = xp.shape[0] - kh + 1
+        out = None
+        for i in range(kh):
+            y = _correlate_valid(xp[i:i + rows], w[i], 1)
+            out = y if out is None else np.add(out, y, out=out)
+        return out
     if axis is None:
         out = ndimage.correlate(xp, w.reshape(w.shape + (1,) * (xp.ndim - w.ndim)),
                                 mode="constant")

@@ -9,6 +9,7 @@ preset touches one table.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -33,6 +34,8 @@ def parse_rows(text: str, what: str) -> np.ndarray:
         line = line.split("#", 1)[0].strip().strip(",")
         if not line:
             continue
+        if re.search(r",\s*,", line):
+            raise PwfilterError(f"{what}: an empty value between commas in {line!r}")
         try:
             rows.append([float(v) for v in _SEP.split(line) if v])
         except ValueError:
@@ -69,10 +72,7 @@ def check_finite(arr: np.ndarray, what: str) -> None:
 
 def _load_array_file(path: str, what: str) -> np.ndarray:
     if path.lower().endswith(".npy"):
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - numpy raises many types for bad files
-            raise PwfilterError(f"{what} {path}: not a readable .npy array ({exc})") from None
+        arr = load_npy(path, f"{what} {path}")
         if arr.dtype.kind not in "biuf" or arr.size == 0:
             raise PwfilterError(f"{what} {path}: needs a non-empty numeric array, "
                                 f"got {arr.dtype} of shape {arr.shape}")
@@ -87,7 +87,41 @@ def _load_array_file(path: str, what: str) -> np.ndarray:
     return parse_rows(text, f"{what} {path}")
 
 
+def _check_regular(spec: str, what: str) -> None:
+    """A kernel or matrix named by a path that exists must be a regular file (a FIFO would
+    block the reader for ever)."""
+    if os.path.exists(spec) and not (os.path.isfile(spec) or os.path.isdir(spec)):
+        raise PwfilterError(f"{what} {spec}: not a regular file (a FIFO, device or socket)")
+
+
+def files_read(spec) -> tuple[str, ...]:
+    """The file a kernel or matrix SPEC reads, if it names one (for the rule that no output
+    may replace a file the command reads)."""
+    if isinstance(spec, str) and not looks_inline(spec) and os.path.isfile(spec):
+        return (spec,)
+    return ()
+
+
+def load_npy(source, what: str) -> np.ndarray:
+    """``np.load`` of one ``.npy`` array (a path or file object), never unpickling: an
+    ``.npz`` archive, a pickle or a damaged file is an error naming ``what``."""
+    try:
+        arr = np.load(source, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - numpy raises many types for bad files
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PwfilterError(f"{what}: not a readable .npy array ({detail})") from None
+    if not isinstance(arr, np.ndarray):
+        with contextlib.suppress(Exception):
+            arr.close()
+        raise PwfilterError(f"{what}: an .npz archive, not one .npy array")
+    return arr
+
+
 # ----------------------------------------------------------------- kernels
+
+#: Most taps along one axis of a named kernel (a 1-D float64 array of 1 GiB): larger ones
+#: are refused when named, before anything is built; memory limits apply below it.
+MAX_TAPS = 1 << 27
 
 
 @dataclass(frozen=True)
@@ -108,6 +142,9 @@ def gaussian_1d(sigma: float) -> np.ndarray:
     """Sampled Gaussian truncated at 4 sigma, summing to 1 (as ``scipy.ndimage.gaussian_filter``)."""
     if not sigma > 0 or not math.isfinite(sigma):
         raise PwfilterError(f"gaussian sigma must be positive, got {sigma}")
+    if 8 * sigma + 2 > MAX_TAPS:
+        raise PwfilterError(f"gaussian sigma {sigma:g} is too wide: its 8·sigma taps exceed "
+                            f"the most a kernel may have ({MAX_TAPS:,})")
     radius = int(4 * sigma + 0.5)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     phi = np.exp(-0.5 * (x / sigma) ** 2)
@@ -117,6 +154,9 @@ def gaussian_1d(sigma: float) -> np.ndarray:
 def box_1d(n: int) -> np.ndarray:
     if n < 1:
         raise PwfilterError(f"box size must be at least 1, got {n}")
+    if n > MAX_TAPS:
+        raise PwfilterError(f"box size {n:,} is more than the most taps a kernel may have "
+                            f"({MAX_TAPS:,})")
     return np.full(n, 1.0 / n)
 
 
@@ -170,6 +210,9 @@ def fir_design(name: str, args: list[str], rate: int) -> np.ndarray:
         raise PwfilterError(f"{what}: expected {form}")
     freqs = [_number(a, what) for a in args[:nfreq]]
     taps = _number(args[nfreq], what, int) if len(args) > nfreq else default_taps(rate)
+    if taps > MAX_TAPS:
+        raise PwfilterError(f"{what}: {taps:,} taps is more than the most a kernel may have "
+                            f"({MAX_TAPS:,})")
     if taps < 3 or taps % 2 == 0:
         raise PwfilterError(f"{what}: the tap count must be odd and at least 3, got {taps}")
     if not all(0 < f < nyq for f in freqs) or (nfreq == 2 and not freqs[0] < freqs[1]):
@@ -195,6 +238,9 @@ def named_kernel(spec: str, ndim: int, rate: int = 0) -> KernelSpec | None:
             v = gaussian_1d(_number(args[0], spec))
         else:
             size = _number(args[0], spec)
+            if size > MAX_TAPS:
+                raise PwfilterError(f"{spec}: box size {size:g} is more than the most taps a "
+                                    f"kernel may have ({MAX_TAPS:,})")
             if size != int(size):
                 raise PwfilterError(f"{spec}: the box size is a whole number of taps")
             v = box_1d(int(size))
@@ -246,6 +292,7 @@ def load_kernel(spec, *, kind: str, channels: int, rate: int = 0,
     if looks_inline(spec):
         arr = parse_rows(spec, "kernel")
         return KernelSpec(_fit_kernel(arr, ndim, channels, spec), spec)
+    _check_regular(spec, "kernel")
     if os.path.isfile(spec):
         if load_audio is not None and not spec.lower().endswith((".npy", ".txt", ".csv")):
             return _impulse_response(spec, ndim, channels, rate, resample_ir, load_audio)
@@ -406,6 +453,7 @@ def load_matrix(spec, *, kind: str, channels: int) -> MatrixSpec:
                 raise PwfilterError(f"matrix: per-group blocks of different shapes {sorted(shapes)}")
             return MatrixSpec(np.stack(blocks), None, spec)
         return MatrixSpec(blocks[0], None, spec)
+    _check_regular(spec, "matrix")
     if os.path.isfile(spec):
         arr = _load_array_file(spec, "matrix")
         if arr.ndim == 1:

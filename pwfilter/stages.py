@@ -51,6 +51,7 @@ class Stage:
     dry: float = 0.0
     wet: float = 1.0
     workers: int | None = None
+    budget: int = 0  # bytes the convolution may use (0: no limit); see engine.method_memory
 
     def __post_init__(self):
         if (self.dry or self.wet != 1.0) and self.c_out != self.channels:
@@ -96,7 +97,8 @@ class Stage:
         """The method the convolution will use on ``x`` (None without one)."""
         if self.kernel is None:
             return None
-        return engine.plan(x, self.kernel, mode=self.mode, method=self.method)
+        return engine.plan(x, self.kernel, mode=self.mode, method=self.method,
+                           budget=self.budget)
 
     def run(self, x: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, engine.Plan | None]:
         """Apply to a whole array: normalized floats, or integer samples ``scale`` normalizes.
@@ -133,7 +135,7 @@ class Stage:
         x, k = engine.prepare(x, self.kernel)
         premultiply = self.has_alpha and not self._signal and k.ndim == 2
         src, src_scale = (ops.premultiplied(x, scale), 1.0) if premultiply else (x, scale)
-        plan = engine.plan(src, k, mode=self.mode, method=self.method)
+        plan = engine.plan(src, k, mode=self.mode, method=self.method, budget=self.budget)
         y = engine.convolve(src, k, mode=self.mode, boundary=self.boundary, chosen=plan,
                             workers=self.workers, scale=src_scale)
         del src

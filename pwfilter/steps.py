@@ -99,14 +99,48 @@ class Step:
     def resolve(self, src: Input, ctx: Context) -> Stage:
         raise NotImplementedError
 
+    def files(self) -> tuple[str, ...]:
+        """The files this step reads besides the input (kernels, matrices, impulse
+        responses): no output may replace them."""
+        return ()
+
 
 def _filter_stage(name: str, src: Input, kernel, opts: FilterOptions,
-                  default_mode: str | None, remix: ops.Remix | None = None) -> Stage:
+                  default_mode: str | None, ctx: Context,
+                  remix: ops.Remix | None = None) -> Stage:
     mode, boundary = opts.resolved(src.kind, default_mode)
     if opts.correlate and kernel is not None:
         kernel = _flipped(kernel, 1 if src.kind != "image" else 2)
+    budget = ctx.limits.memory if ctx.limits is not None else 0
+    if budget and src.shape:
+        _check_memory(src, kernel, mode, opts.method, budget)
     return Stage(name, src.kind, src.channels, src.has_alpha, kernel, mode, boundary,
-                 opts.method, opts.scale, opts.bias, remix, opts.dry, opts.wet, opts.workers)
+                 opts.method, opts.scale, opts.bias, remix, opts.dry, opts.wet, opts.workers,
+                 budget)
+
+
+def _check_memory(src: Input, kernel, mode: str, method: str, budget: int) -> None:
+    """Refuse, before any work, a convolution no allowed method can do within ``budget``.
+
+    An image's shape is known here, so its plan is checked whole
+    (:func:`engine.plan_for`, which also runs it). Audio may stream, in
+    blocks a few times the kernel's length: here only that least need is
+    checked; in memory, its plan meets the budget before it runs.
+    """
+    from pwfilter import engine, spectral
+    from pwfilter.limits import format_bytes
+
+    if src.kind == "image":
+        engine.plan_for(src.shape, src.itemsize, kernel, mode=mode, method=method,
+                        budget=budget)
+        return
+    m = int(kernel.shape[-1])
+    nfft = spectral.oa_block(m, max(src.shape[0], 1))
+    need = 4 * nfft * src.channels * src.itemsize + 2 * spectral.BATCH_SAMPLES * src.itemsize
+    if need > budget:
+        raise PwfilterError(f"a kernel of {m:,} taps needs about {format_bytes(need)} of "
+                            f"working memory even streamed, more than the limit of "
+                            f"{format_bytes(budget)} (raise it with --max-memory)")
 
 
 def _flipped(kernel, nd: int):
@@ -128,11 +162,6 @@ def _kernel(spec: str, src: Input, ctx: Context, normalize: str | None, resample
         if key:
             ctx.kernels[key] = ks
     k = ks.array
-    if ctx.limits is not None and src.shape:
-        from pwfilter import limits
-
-        ctx.limits.check_memory(limits.kernel_bytes(src.shape, k, src.itemsize),
-                                f"{src.name} with this {what}")
     if normalize:
         k = specs.normalize_kernel(k, normalize,
                                    per_channel=k.ndim > (2 if src.kind == "image" else 1))
@@ -152,7 +181,7 @@ class BlurStep(Step):
     def resolve(self, src: Input, ctx: Context) -> Stage:
         k = ops.blur_kernel(self.kind, 1 if src.kind != "image" else 2, sigma=self.sigma,
                             radius=self.radius)
-        return _filter_stage(self.name, src, k, self.opts, "same")
+        return _filter_stage(self.name, src, k, self.opts, "same", ctx)
 
 
 @dataclass(frozen=True)
@@ -168,7 +197,10 @@ class ConvolveStep(Step):
     def resolve(self, src: Input, ctx: Context) -> Stage:
         k, default_mode = _kernel(self.kernel, src, ctx, self.normalize_kernel,
                                   self.resample_ir, "kernel")
-        return _filter_stage(self.name, src, k, self.opts, default_mode)
+        return _filter_stage(self.name, src, k, self.opts, default_mode, ctx)
+
+    def files(self) -> tuple[str, ...]:
+        return specs.files_read(self.kernel)
 
 
 @dataclass(frozen=True)
@@ -188,6 +220,9 @@ class RemixStep(Step):
         r = _remix(self.matrix, src, self.groups, self.shuffle, self.bias, self.dry, self.wet)
         return Stage(self.name, src.kind, src.channels, src.has_alpha, remix=r,
                      workers=self.workers)
+
+    def files(self) -> tuple[str, ...]:
+        return specs.files_read(self.matrix)
 
 
 def _remix(matrix, src: Input, groups: int, shuffle: int, bias, dry, wet) -> ops.Remix:
@@ -215,7 +250,10 @@ class DSConvStep(Step):
         k, default_mode = _kernel(self.depthwise, src, ctx, self.normalize_kernel,
                                   self.resample_ir, "depthwise kernel")
         r = _remix(self.pointwise, src, self.groups, self.shuffle, None, 0.0, 1.0)
-        return _filter_stage(self.name, src, k, self.opts, default_mode, r)
+        return _filter_stage(self.name, src, k, self.opts, default_mode, ctx, r)
+
+    def files(self) -> tuple[str, ...]:
+        return specs.files_read(self.depthwise) + specs.files_read(self.pointwise)
 
 
 def with_workers(step: Step, workers: int | None) -> Step:
@@ -242,6 +280,10 @@ class Job:
             if step.normalize:
                 raise PwfilterError(f"stage {i + 1} ({step.name}): --normalize belongs to the "
                                     "last stage (it scales the result to its peak)")
+
+    def files(self) -> tuple[str, ...]:
+        """Every file the steps read besides the inputs."""
+        return tuple(f for step in self.steps for f in step.files())
 
     @property
     def chained(self) -> bool:

@@ -156,3 +156,37 @@ def rgb_png(tmp_path) -> tuple[Path, np.ndarray]:
 def wav16(tmp_path) -> tuple[Path, np.ndarray]:
     data = rand_pcm(400, 2, 16, seed=12)
     return write_audio(tmp_path / "voice.wav", data, 22050, "PCM_16"), data
+
+
+def writing_into(pid: int, folder) -> bool:
+    """Whether process ``pid`` has a file open for its output in ``folder``: an unnamed
+    temporary (``O_TMPFILE``, shown as ``folder/#inode (deleted)``) or a named one."""
+    folder = os.path.realpath(folder)
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if os.path.dirname(target) == folder and (target.endswith("(deleted)")
+                                                  or "/.pwfilter-" in target):
+            return True
+    return False
+
+
+def wait_until_writing(proc, folder, timeout: float = 30) -> None:
+    """Wait until ``proc`` writes its output into ``folder`` (mid-write), or fail."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the process ended (status {proc.returncode}) before "
+                                 "it was caught writing")
+        if writing_into(proc.pid, folder):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the process never started writing its output")

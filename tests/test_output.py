@@ -10,6 +10,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import imagecodecs
 import numpy as np
@@ -20,6 +22,7 @@ from conftest import (identity_matrix, invoke, rand_pcm, rand_u8, rand_u16, read
                       run_main, snapshot, write_audio, write_png)
 from pwfilter import imagefile
 from pwfilter import media as media_mod
+from pwfilter import output as output_mod
 from pwfilter.errors import PwfilterError
 from pwfilter.output import atomic_path, plan_output
 
@@ -238,9 +241,11 @@ def test_disk_full_is_a_file_error_and_the_batch_goes_on(tmp_path, monkeypatch, 
     write_png(tmp_path / "a.png", a)
     write_png(tmp_path / "b.png", b)
     real = media_mod.write_media
+    calls = []
 
     def full_for_a(media, target, fmt, options=None):
-        if os.path.basename(target).startswith(".a.remix.png."):
+        calls.append(target)
+        if len(calls) == 1:  # inputs are processed in order: a.png first
             with open(target, "wb") as fh:
                 fh.write(b"partial")
             raise OSError(28, "No space left on device")
@@ -287,11 +292,69 @@ def test_atomic_path_keyboard_interrupt_leaves_nothing(tmp_path):
     target = tmp_path / "out.png"
     with pytest.raises(KeyboardInterrupt):
         with atomic_path(str(target), False) as tmp:
-            assert os.path.dirname(tmp) == str(tmp_path)
             with open(tmp, "wb") as fh:
                 fh.write(b"half written")
             raise KeyboardInterrupt
     assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def temporaries(request, monkeypatch):
+    """Both kinds of temporary file: unnamed (O_TMPFILE, where the system has it) and the
+    named fallback."""
+    if request.param == "unnamed":
+        if not output_mod.unnamed_supported("."):
+            pytest.skip("no O_TMPFILE here")
+    else:
+        def refuse(folder):
+            raise OSError(95, "Operation not supported")
+        monkeypatch.setattr(output_mod, "_open_unnamed", refuse)
+    return request.param
+
+
+def test_the_temporary_is_in_the_target_folder_and_unnamed_where_possible(tmp_path,
+                                                                           temporaries):
+    target = tmp_path / "out.bin"
+    with atomic_path(str(target), False) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(b"data")
+        during = os.listdir(tmp_path)
+        assert os.stat(tmp).st_dev == os.stat(tmp_path).st_dev
+    if temporaries == "unnamed":
+        assert during == []
+    else:
+        assert len(during) == 1 and output_mod.TEMP_PATTERN.match(during[0])
+        assert during[0].startswith(f".pwfilter-{os.getpid()}-")
+    assert os.listdir(tmp_path) == ["out.bin"] and target.read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_254_byte_output_name_is_written(tmp_path, temporaries, overwrite):
+    """The temporary's name must fit the 255-byte limit whatever the target's name."""
+    target = tmp_path / ("n" * 250 + ".png")
+    assert len(target.name.encode()) == 254
+    if overwrite:
+        target.write_bytes(b"old")
+    with atomic_path(str(target), overwrite) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(b"new")
+    assert os.listdir(tmp_path) == [target.name] and target.read_bytes() == b"new"
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path, temporaries):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f".pwfilter-{pid}-abcd1234.tmp"
+    alive = tmp_path / f".pwfilter-{os.getppid()}-abcd1234.tmp"  # a live process's
+    other = tmp_path / f".photo.png.{pid}.tmp"  # not of pwfilter's pattern
+    for p in (stale, alive, other):
+        p.write_bytes(b"x")
+    output_mod._swept.discard(os.path.realpath(tmp_path))
+    with atomic_path(str(tmp_path / "out.bin"), False) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(b"data")
+    assert sorted(os.listdir(tmp_path)) == sorted([alive.name, other.name, "out.bin"])
 
 
 def test_atomic_path_keyboard_interrupt_keeps_the_old_file(tmp_path):

@@ -13,6 +13,8 @@ import pytest
 import soundfile as sf
 from scipy import signal as sps
 
+from conftest import wait_until_writing
+
 import pwfilter
 from pwfilter.spectral import BlockConvolver
 from pwfilter.stream import StreamFilter, should_stream, stream_nfft
@@ -222,11 +224,7 @@ def test_sigint_leaves_no_output_and_exits_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "pwfilter", "convolve", str(src), str(ir),
                              "-o", str(tmp_path / "out.wav"), "--stream-above", "0"],
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:  # wait until the temporary output exists: mid-write
-        if any(n.endswith(".part") for n in os.listdir(tmp_path)):
-            break
-        time.sleep(0.02)
+    wait_until_writing(proc, tmp_path)  # the temporary output is open: mid-write
     time.sleep(0.05)
     # Stop it first, so it is surely still running (the whole job takes ~0.4 s), then
     # interrupt: the SIGINT is delivered when it continues.
