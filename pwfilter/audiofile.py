@@ -29,7 +29,15 @@ _PCM = {
     "PCM_32": ("int32", 2.0**-31, np.float64),
 }
 
-_TRUNCATED = re.compile(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: libsndfile's report of a size field larger than the file holds, in any container:
+#: ``data : 80000 (should be 26637)`` (WAV), ``SSND``/``FORM`` (AIFF), ``riff`` (W64),
+#: ``Riff size`` (RF64), ``Data Size`` (AU)...
+_TRUNCATED = re.compile(r"^\s*([A-Za-z][\w ]*?)\s*:\s*(\d+)\s*\(should be (\d+)\)",
+                        re.MULTILINE)
+#: Frame counts a header states (RF64's ds64, AIFF's COMM, FLAC's STREAMINFO, WAV's fact).
+_FRAMES = re.compile(r"^\s*frames\s*:\s*(\d+)\s*$", re.MULTILINE | re.IGNORECASE)
+#: Size fields that streaming writers leave unknown.
+_UNKNOWN = (0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFFFFFFFFFF)
 
 
 
@@ -43,17 +51,29 @@ def audio_info(source, name: str):
         raise PwfilterError(f"{name}: not a readable audio file ({_first_line(exc)})") from None
     if isinstance(source, io.IOBase):
         source.seek(0)
-    m = _TRUNCATED.search(info.extra_info or "")
-    if m:
-        claimed, actual = int(m.group(2)), int(m.group(3))
-        if claimed > actual and claimed not in (0xFFFFFFFF, 0x7FFFFFFF):
-            raise PwfilterError(
-                f"{name}: truncated audio (header promises {claimed:,} data bytes, "
-                f"the file holds {actual:,})")
+    check_complete(info, name)
     if info.frames <= 0 or info.channels <= 0:
         raise PwfilterError(f"{name}: audio file holds no samples")
     return info
 
+
+
+def check_complete(info, name: str) -> None:
+    """Refuse a file whose header promises more than it holds: libsndfile reads such a
+    file silently, up to its end. Every container libsndfile parses says so in its report
+    (a size "should be" smaller, or a stated frame count above what the data holds)."""
+    report = info.extra_info or ""
+    for m in _TRUNCATED.finditer(report):
+        claimed, actual = int(m.group(2)), int(m.group(3))
+        if claimed > actual and claimed not in _UNKNOWN:
+            raise PwfilterError(
+                f"{name}: truncated audio ({m.group(1).strip()} promises {claimed:,} bytes, "
+                f"the file holds {actual:,})")
+    for m in _FRAMES.finditer(report):
+        promised = int(m.group(1))
+        if promised > info.frames and promised not in _UNKNOWN:
+            raise PwfilterError(f"{name}: truncated audio (the header promises {promised:,} "
+                                f"frames, the file holds {info.frames:,})")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -97,6 +117,9 @@ def load_audio(source, name: str, limits: Limits) -> Media:
         raise PwfilterError(f"{name}: cannot decode audio ({_first_line(exc)})") from None
     if raw.shape[0] == 0:
         raise PwfilterError(f"{name}: audio file holds no samples")
+    if raw.shape[0] < info.frames:
+        raise PwfilterError(f"{name}: truncated audio (the header promises {info.frames:,} "
+                            f"frames, {raw.shape[0]:,} could be read)")
     return Media(pcm_to_float(raw, info.subtype), "audio", info.format, rate=int(rate),
                  subtype=info.subtype, name=name)
 
@@ -224,11 +247,16 @@ class AudioReader:
 
         read_dtype, _, _ = audio_read_dtype(self.subtype)
         try:
+            read = 0
             with sf.SoundFile(self.path) as f:
                 while True:
                     raw = f.read(size, dtype=read_dtype, always_2d=True)
                     if not raw.shape[0]:
-                        return
+                        break
+                    read += raw.shape[0]
                     yield pcm_to_float(raw, self.subtype)
         except Exception as exc:  # noqa: BLE001 - libsndfile errors while decoding
             raise PwfilterError(f"{self.name}: cannot decode audio ({_first_line(exc)})") from None
+        if read < self.frames:
+            raise PwfilterError(f"{self.name}: truncated audio (the header promises "
+                                f"{self.frames:,} frames, {read:,} could be read)")

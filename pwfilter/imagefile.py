@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import sys
 
 import numpy as np
 
@@ -27,12 +28,60 @@ def _png_header(data: bytes, name: str) -> tuple[int, int, int, int]:
 
 
 
+def _quiet_codec_logs() -> None:
+    """imagecodecs reports libpng's warnings ("PNG warning: iCCP: too short") through
+    ``logging``, which prints them on stderr when nothing handles them: pwfilter reports
+    every problem itself, in one line (``--debug`` shows them)."""
+    import logging
+
+    if "--debug" in sys.argv:
+        return
+    log = logging.getLogger("imagecodecs")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+
+
+_quiet_codec_logs()
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+
+
+def check_png(data: bytes, name: str) -> tuple[int, int, int, int]:
+    """A PNG's header, checked, and its chunks walked (no decoding): IHDR must be sane and
+    the compressed image data (IDAT) no larger than deflate can make the image's rows —
+    libpng would decode a 10x10 image from 300 MB of IDAT, warning only."""
+    width, height, depth, color = _png_header(data, name)
+    if width == 0 or height == 0 or width > 1 << 31 or height > 1 << 31:
+        raise PwfilterError(f"{name}: corrupt PNG (image of {width}x{height} pixels)")
+    if color not in _CHANNELS or depth not in (1, 2, 4, 8, 16):
+        raise PwfilterError(f"{name}: corrupt PNG (colour type {color}, bit depth {depth})")
+    interlaced = len(data) > 28 and data[28] == 1
+    row = (width * _CHANNELS[color] * depth + 7) // 8 + 1
+    raw = height * row + (7 * height + 7 * 8 if interlaced else 0)
+    # deflate's stored blocks: 5 bytes per 16 KB at worst, plus the zlib header and checksum.
+    most = raw + 5 * (raw // 16383 + 1) + 64
+    idat, pos, end = 0, 8, False
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind == b"IDAT":
+            idat += length
+        elif kind == b"IEND":
+            end = True
+            break
+        pos += 12 + length
+    if not end or pos + 12 > len(data) or idat == 0:
+        raise PwfilterError(f"{name}: truncated PNG (its chunks end before the image's end)")
+    if idat > most:
+        raise PwfilterError(f"{name}: corrupt PNG ({idat:,} bytes of image data, more than "
+                            f"a {width}x{height} image can need, {most:,})")
+    return width, height, depth, color
+
+
 def load_image(data: bytes, fmt: str, name: str, limits: Limits) -> Media:
     from PIL import Image
 
     try:
         if fmt == "PNG":
-            width, height, depth, color = _png_header(data, name)
+            width, height, depth, color = check_png(data, name)
             _check_decode(limits, width, height, {0: 1, 2: 3, 4: 2}.get(color, 4), name)
             if color != 3 and depth >= 8:
                 import imagecodecs
@@ -68,23 +117,80 @@ def _check_decode(limits: Limits, width: int, height: int, channels: int, name: 
 
 
 
+def image_header(data: bytes, fmt: str, name: str, limits: Limits) -> dict:
+    """Width, height, channels and bits of an image as :func:`load_image` would decode it,
+    read from its header alone (``pwfilter info``: no pixel is decoded)."""
+    from PIL import Image
+
+    try:
+        if fmt == "PNG":
+            width, height, depth, color = check_png(data, name)
+            channels = _CHANNELS[color]
+            if color == 3:
+                channels = 4 if _png_has(data, b"tRNS") else 3
+            bits = 16 if depth == 16 else 8
+        elif fmt == "TIFF":
+            tags = _tiff_tags(data)
+            width, height = tags[256], tags[257]
+            channels, bits = tags.get(277, 1), tags.get(258, 1)
+        else:
+            Image.MAX_IMAGE_PIXELS = None  # our own limit applies
+            with Image.open(io.BytesIO(data)) as im:
+                width, height, mode = im.width, im.height, im.mode
+                info = im.info
+            channels = {"P": 4 if "transparency" in info else 3, "PA": 4, "1": 1, "L": 1,
+                        "LA": 2, "RGB": 3, "RGBA": 4, "I": 1, "I;16": 1, "I;16B": 1,
+                        "I;16L": 1}.get(mode, 4 if "A" in mode else 3)
+            bits = 16 if mode.startswith("I") else 8
+    except PwfilterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - codecs raise many types for corrupt data
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PwfilterError(f"{name}: corrupt or truncated {fmt} ({detail})") from None
+    limits.check_pixels(width, height, name)
+    return {"width": int(width), "height": int(height), "channels": int(channels),
+            "mode": MODES.get(int(channels), f"{channels}ch"), "bits": int(bits)}
+
+
+def _png_has(data: bytes, kind: bytes) -> bool:
+    pos = 8
+    while pos + 8 <= len(data):
+        length, chunk = struct.unpack_from(">I4s", data, pos)
+        if chunk == kind:
+            return True
+        if chunk in (b"IDAT", b"IEND"):
+            return False
+        pos += 12 + length
+    return False
+
+
 def _tiff_size(data: bytes) -> tuple[int, int]:
     """Width and height from a TIFF's (or BigTIFF's) first image directory, without decoding."""
+    tags = _tiff_tags(data)
+    return tags[256], tags[257]
+
+
+def _tiff_tags(data: bytes) -> dict[int, int]:
+    """Width, height (required), bits per sample and samples per pixel from a TIFF's (or
+    BigTIFF's) first image directory: the first value of each."""
     bo = "<" if data[:2] == b"II" else ">"
     big = struct.unpack_from(bo + "H", data, 2)[0] == 43
     offset = struct.unpack_from(bo + ("Q" if big else "I"), data, 8 if big else 4)[0]
     count = struct.unpack_from(bo + ("Q" if big else "H"), data, offset)[0]
     first, step, value_at = offset + (8 if big else 2), (20 if big else 12), (12 if big else 8)
     value_types = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8
-    size = {}
+    size: dict[int, int] = {}
     for i in range(min(count, 4096)):
         entry = first + i * step
-        tag, kind = struct.unpack_from(bo + "HH", data, entry)
-        if tag in (256, 257) and kind in value_types:
-            size[tag] = struct.unpack_from(bo + value_types[kind], data, entry + value_at)[0]
-    if len(size) != 2:
+        tag, kind, n = struct.unpack_from(bo + "HH" + ("Q" if big else "I"), data, entry)
+        if tag in (256, 257, 258, 277) and kind in value_types:
+            at = entry + value_at
+            if tag == 258 and n * struct.calcsize(value_types[kind]) > (8 if big else 4):
+                at = struct.unpack_from(bo + ("Q" if big else "I"), data, at)[0]  # an offset
+            size[tag] = struct.unpack_from(bo + value_types[kind], data, at)[0]
+    if 256 not in size or 257 not in size:
         raise ValueError("no image width and height in the first directory")
-    return size[256], size[257]
+    return size
 
 
 

@@ -381,7 +381,41 @@ def describe_file(source: str, *, limits: Limits = Limits()) -> dict:
         return {"input": name, "kind": "audio", "format": info.format, "frames": info.frames,
                 "channels": info.channels, "rate": info.samplerate, "subtype": info.subtype,
                 "duration": round(info.frames / info.samplerate, 6)}
+    if fmt in IMAGE_FORMATS:
+        from pwfilter.imagefile import image_header
+
+        facts = image_header(blob if blob is not None else _read_bytes(source), fmt, name,
+                             limits)
+        return {"input": name, "kind": "image", "format": fmt, "width": facts["width"],
+                "height": facts["height"], "channels": facts["channels"],
+                "mode": facts["mode"], "bits": facts["bits"]}
+    if fmt == "NPY" and blob is None:
+        return _describe_npy(source, name, limits)
     return describe(_decode(source, blob, name, limits))
+
+
+def _describe_npy(path, name: str, limits: Limits) -> dict:
+    """Facts of a ``.npy`` from its header (the array is mapped, not read)."""
+    from pwfilter.specs import load_npy
+
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            shape, _, dtype = np.lib.format._read_array_header(fh, version)
+        except Exception:  # noqa: BLE001 - any damage: the full loader names it
+            return describe(_load_npy(path, None, name, limits))
+    if dtype.kind not in "biuf" or len(shape) not in (1, 2, 3) or 0 in shape:
+        load_npy(path, name)  # an object array or the like: its error
+        raise PwfilterError(f"{name}: .npy must hold a non-empty 1-, 2- or 3-D numeric array, "
+                            f"got shape {shape} of {dtype}")
+    if len(shape) == 3:
+        limits.check_pixels(shape[1], shape[0], name)
+        h, w, c = shape
+        return {"input": name, "kind": "image", "format": "NPY", "width": w, "height": h,
+                "channels": c, "mode": MODES.get(c, f"{c}ch"), "bits": 32}
+    n, c = (shape[0], 1) if len(shape) == 1 else shape
+    return {"input": name, "kind": "signal", "format": "NPY", "frames": n, "channels": c,
+            "rate": 0, "subtype": "FLOAT", "duration": None}
 
 
 def _read_head(path) -> bytes:
