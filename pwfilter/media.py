@@ -188,14 +188,17 @@ def _decode(source, blob: bytes | None, name: str, limits: Limits) -> Media:
     if fmt in IMAGE_FORMATS:
         from pwfilter.imagefile import load_image
 
-        return load_image(blob if blob is not None else _read_bytes(source), fmt, name, limits)
+        return load_image(blob if blob is not None else _read_bytes(source, name, limits), fmt,
+                          name, limits)
     from pwfilter.audiofile import load_audio
 
     return load_audio(source if blob is None else io.BytesIO(blob), name, limits)
 
 
-def _read_bytes(path) -> bytes:
+def _read_bytes(path, name: str, limits: Limits) -> bytes:
+    """A whole image file, read once its size is known to fit the memory budget."""
     with open(path, "rb") as fh:
+        limits.check_memory(os.fstat(fh.fileno()).st_size, name)
         return fh.read()
 
 
@@ -384,7 +387,8 @@ def describe_file(source: str, *, limits: Limits = Limits()) -> dict:
     if fmt in IMAGE_FORMATS:
         from pwfilter.imagefile import image_header
 
-        facts = image_header(blob if blob is not None else _read_bytes(source), fmt, name,
+        facts = image_header(blob if blob is not None else _read_bytes(source, name, limits),
+                             fmt, name,
                              limits)
         return {"input": name, "kind": "image", "format": fmt, "width": facts["width"],
                 "height": facts["height"], "channels": facts["channels"],
