@@ -164,17 +164,24 @@ def atomic_path(target: str, overwrite: bool) -> Iterator[str]:
                                    dir=folder)
     except OSError as exc:
         raise PwfilterError(f"{target}: cannot write ({exc.strerror})") from None
-    _live.add(tmp)
     os.close(fd)
     try:
-        yield tmp
-        _publish(tmp, target, overwrite)
+        with _named(tmp):
+            yield tmp
+            _publish(tmp, target, overwrite)
     except OSError as exc:
         # Disk full, permissions...: the file's own error, not an internal one (and the
         # other inputs of a batch are still attempted).
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise PwfilterError(f"{target}: cannot write ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def _named(tmp: str) -> Iterator[None]:
+    """A named temporary: removed if anything fails before it is published, and known to
+    the interrupt path (:func:`remove_temporaries`) meanwhile."""
+    _live.add(tmp)
+    try:
+        yield
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -210,15 +217,8 @@ def _publish_unnamed(fd: int, target: str, overwrite: bool) -> None:
             _link(source, tmp)
         except FileExistsError:
             continue
-        _live.add(tmp)
-        try:
+        with _named(tmp):
             os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        finally:
-            _live.discard(tmp)
         return
     raise PwfilterError(f"{target}: cannot write (no free temporary name)")
 
