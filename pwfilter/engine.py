@@ -367,15 +367,7 @@ def choose_method(g: Geometry, *, rank: int = 0, allow: tuple[str, ...] = METHOD
     if not found:
         raise PwfilterError(f"no method can evaluate this convolution (allowed: {allow})")
     if budget:
-        memory = {m: method_memory(g, m, block if m in ("fft", "oa") else 0) for m in found}
-        fits = {m: v for m, v in found.items() if memory[m] <= budget}
-        if not fits:
-            least = min(memory, key=memory.get)
-            who = f"--method {least}" if forced else f"every method (the least, {least},)"
-            raise PwfilterError(f"a kernel of {' x '.join(map(str, g.ksize))} taps: {who} needs "
-                                f"about {_bytes(memory[least])} of working memory, more than "
-                                f"the limit of {_bytes(budget)} (raise it with --max-memory)")
-        found = fits
+        found = {m: found[m] for m in fitting(g, tuple(found), budget, block, forced)}
     method = min(found, key=found.get)
     if g.ndim == 2 and method in ("fft", "oa"):
         blocks = math.ceil(g.out_shape[0] / block)
@@ -421,6 +413,21 @@ def method_memory(g: Geometry, method: str, block: int = 0, workers: int = 0) ->
     rows = block or image_block_rows(g)
     threads = max(1, min(workers or default_workers(), math.ceil(g.out_shape[0] / rows)))
     return outputs + threads * spectral.image_block_memory(rows, g)
+
+
+def fitting(g: Geometry, methods: tuple[str, ...], budget: int, block: int = 0,
+            forced: bool = False) -> tuple[str, ...]:
+    """The ``methods`` whose :func:`method_memory` fits ``budget``; an error naming the
+    least demanding one when none does (``forced``: the user chose it)."""
+    memory = {m: method_memory(g, m, block if m in ("fft", "oa") else 0) for m in methods}
+    fits = tuple(m for m in methods if memory[m] <= budget)
+    if not fits:
+        least = min(memory, key=memory.get)
+        who = f"--method {least}" if forced else f"every method (the least, {least},)"
+        raise PwfilterError(f"a kernel of {' x '.join(map(str, g.ksize))} taps: {who} needs "
+                            f"about {_bytes(memory[least])} of working memory, more than "
+                            f"the limit of {_bytes(budget)} (raise it with --max-memory)")
+    return fits
 
 
 def fft_memory(g: Geometry) -> int:
@@ -589,11 +596,8 @@ def plan_for(shape: tuple[int, ...], itemsize: int, kernel, *, mode: str = "same
     if method == "separable":
         rank = max(rank, 1)
         rank = rank if rank <= 3 else min(g.ksize)
-        if budget and method_memory(g, "separable") > budget:
-            raise PwfilterError(f"--method separable needs about "
-                                f"{_bytes(method_memory(g, 'separable'))} of working memory, "
-                                f"more than the limit of {_bytes(budget)} (raise it with "
-                                "--max-memory)")
+        if budget:
+            fitting(g, ("separable",), budget, forced=True)
         c = costs.current()
         return Plan("separable", {"separable": _cost_separable(g, rank, c, symmetric)},
                     "forced with --method", rank=rank, model=c.source)

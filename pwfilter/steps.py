@@ -122,8 +122,9 @@ def _filter_stage(name: str, src: Input, kernel, opts: FilterOptions,
 def _check_memory(src: Input, kernel, mode: str, method: str, budget: int) -> None:
     """Refuse, before any work, a convolution no allowed method can do within ``budget``.
 
-    An image's shape is known here, so its plan is checked whole
-    (:func:`engine.plan_for`, which also runs it). Audio may stream, in
+    An image's shape is known here: a forced method must fit, or for ``auto`` the
+    least demanding of sliding sums and the FFT (separable passes need what sliding sums
+    do; the plan chooses among those that fit when it runs). Audio may stream, in
     blocks a few times the kernel's length: here only that least need is
     checked; in memory, its plan meets the budget before it runs.
     """
@@ -131,8 +132,9 @@ def _check_memory(src: Input, kernel, mode: str, method: str, budget: int) -> No
     from pwfilter.limits import format_bytes
 
     if src.kind == "image":
-        engine.plan_for(src.shape, src.itemsize, kernel, mode=mode, method=method,
-                        budget=budget)
+        g = engine.geometry(src.shape, kernel.shape, mode, src.itemsize)
+        forced = method != "auto"
+        engine.fitting(g, (method,) if forced else ("direct", "fft"), budget, forced=forced)
         return
     m = int(kernel.shape[-1])
     nfft = spectral.oa_block(m, max(src.shape[0], 1))
