@@ -36,6 +36,9 @@ _TRUNCATED = re.compile(r"^\s*([A-Za-z][\w ]*?)\s*:\s*(\d+)\s*\(should be (\d+)\
                         re.MULTILINE)
 #: Frame counts a header states (RF64's ds64, AIFF's COMM, FLAC's STREAMINFO, WAV's fact).
 _FRAMES = re.compile(r"^\s*frames\s*:\s*(\d+)\s*$", re.MULTILINE | re.IGNORECASE)
+#: CAF states its data chunk's size and the bytes and frames of a packet, not a count.
+_CAF = re.compile(r"Bytes / packet\s*:\s*(\d+).*?Frames / packet\s*:\s*(\d+)"
+                  r".*?^data\s*:\s*(\d+)", re.MULTILINE | re.DOTALL)
 #: Size fields that streaming writers leave unknown.
 _UNKNOWN = (0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFFFFFFFFFF)
 
@@ -58,10 +61,19 @@ def audio_info(source, name: str):
 
 
 
+#: The highest rate libvorbis encodes (above it, it crashes: checked before opening).
+MAX_VORBIS_RATE = 200_000
+#: Frame counts above this are no length at all (libsndfile's "unknown", or a forged header).
+MAX_FRAMES = 1 << 53
+
+
 def check_complete(info, name: str) -> None:
     """Refuse a file whose header promises more than it holds: libsndfile reads such a
     file silently, up to its end. Every container libsndfile parses says so in its report
     (a size "should be" smaller, or a stated frame count above what the data holds)."""
+    if info.frames >= MAX_FRAMES:
+        raise PwfilterError(f"{name}: the header gives no usable length ({info.frames:,} "
+                            "frames)")
     report = info.extra_info or ""
     for m in _TRUNCATED.finditer(report):
         claimed, actual = int(m.group(2)), int(m.group(3))
@@ -69,6 +81,14 @@ def check_complete(info, name: str) -> None:
             raise PwfilterError(
                 f"{name}: truncated audio ({m.group(1).strip()} promises {claimed:,} bytes, "
                 f"the file holds {actual:,})")
+    caf = _CAF.search(report)
+    if caf and report.lstrip().startswith("File") and "\ncaff" in report:
+        per_packet, frames_per, size = (int(v) for v in caf.groups())
+        if per_packet and size not in _UNKNOWN and size > 4:
+            promised = (size - 4) // per_packet * frames_per  # 4 bytes: the edit count
+            if promised > info.frames:
+                raise PwfilterError(f"{name}: truncated audio (the data chunk promises "
+                                    f"{promised:,} frames, the file holds {info.frames:,})")
     for m in _FRAMES.finditer(report):
         promised = int(m.group(1))
         if promised > info.frames and promised not in _UNKNOWN:
@@ -174,7 +194,11 @@ class AudioWriter:
         extra = {}
         if fmt == "FLAC" and options.compression is not None:
             extra["compression_level"] = min(max(options.compression, 0), 8) / 8
-        self.subtype = subtype
+        if fmt == "OGG" and subtype == "VORBIS" and rate > MAX_VORBIS_RATE:
+            # libvorbis's encoder crashes the process above this rate (measured: 200,001 Hz).
+            raise PwfilterError(f"OGG Vorbis holds rates up to {MAX_VORBIS_RATE:,} Hz, not "
+                                f"{rate:,} Hz (write FLAC, WAV or another container)")
+        self.subtype, self.format, self.rate = subtype, fmt, rate
         self.clipped = 0
         self._fd = None
         if isinstance(target, (str, os.PathLike)):
@@ -187,9 +211,11 @@ class AudioWriter:
                                       format=fmt, subtype=subtype, closefd=False, **extra)
         except BaseException as exc:
             self._close_own()
-            if isinstance(exc, Exception):  # libsndfile writes the header when opening
-                raise_system_error(None)
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            raise_system_error(None)  # libsndfile writes the header when opening: disk full…
+            raise PwfilterError(f"cannot write {fmt} {subtype} audio at {rate:,} Hz "
+                                f"({_first_line(exc).split('Error : ')[-1]})") from None
         if subtype in ("FLOAT", "DOUBLE"):
             no_peak_chunk(sf, self._file)
 
@@ -198,9 +224,11 @@ class AudioWriter:
         self.clipped += clipped
         try:
             self._file.write(out)
-        except Exception:
-            raise_system_error(self._file)
-            raise
+        except Exception as exc:  # noqa: BLE001 - libsndfile's errors
+            raise_system_error(self._file)  # the system's own (disk full) when it has one
+            raise PwfilterError(f"cannot write {self.format} {self.subtype} audio at "
+                                f"{self.rate:,} Hz ({_first_line(exc).split('Error : ')[-1]})"
+                                ) from None
 
     def close(self) -> None:
         try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import click
 
-from pwfilter.errors import PwfilterError, printable
+from pwfilter.errors import PwfilterError, out_of_memory, printable
 
 
 @dataclass
@@ -185,7 +185,9 @@ def _attempt(common: Common, name: str, *args) -> bool:
     """Run the job for one input; report its failure (one line) and return False."""
     try:
         _run_one(common, name, *args, time.perf_counter())
-    except (PwfilterError, MemoryError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the file's errors; anything else goes up
+        if not isinstance(exc, PwfilterError) and not out_of_memory(exc):
+            raise
         if common.debug:
             import traceback
 
@@ -340,6 +342,9 @@ def _try_stream(common: Common, name, target, suffix, chain, reader, options, m)
         return None
     result = meta.replace(samples=np.zeros((0, job.c_out), meta.samples.dtype))
     fmt = _output_format(target, suffix, result, m)
+    if fmt == "NPY":  # one array written whole: computed in memory, within the limit
+        common.detail(f"{name}: an .npy output is written whole: not streamed")
+        return None
     subtype = audiofile.audio_subtype_for(result, fmt)
     folder = os.path.dirname(target) or "."
     with atomic_path(target, common.overwrite) as tmp, _progress(common, reader) as progress:

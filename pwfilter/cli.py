@@ -23,7 +23,7 @@ import click
 
 from pwfilter import __version__
 from pwfilter.batch import Common, run_each
-from pwfilter.errors import PwfilterError, printable
+from pwfilter.errors import PwfilterError, out_of_memory, printable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -38,7 +38,7 @@ def common_options(fn):
         click.option("--overwrite", is_flag=True, help="Replace existing output files."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print one JSON object per processed file on stdout."),
-        click.option("--jobs", type=click.IntRange(1), metavar="N",
+        click.option("--jobs", type=click.IntRange(1, 1024), metavar="N",
                      help="Threads for the computation (default: all cores)."),
         click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
         click.option("-q", "--quiet", is_flag=True, help="No notes on stderr (errors only)."),
@@ -47,7 +47,7 @@ def common_options(fn):
                      help="JPEG/WebP quality."),
         click.option("--compression", type=click.IntRange(0, 9), metavar="N",
                      help="PNG/TIFF/FLAC compression level (default: fast PNG settings)."),
-        click.option("--max-pixels", type=click.IntRange(1), metavar="N",
+        click.option("--max-pixels", type=click.IntRange(1, 1 << 62), metavar="N",
                      help="Refuse images with more pixels (default 250,000,000)."),
         click.option("--max-memory", metavar="SIZE",
                      help="Refuse work needing more memory, e.g. 8G (default: half of RAM, less under a container or ulimit)."),
@@ -162,9 +162,9 @@ def blur_options(fn):
 
 def group_options(fn):
     for option in reversed([
-        click.option("--groups", type=click.IntRange(1), default=1, show_default=True,
+        click.option("--groups", type=click.IntRange(1, 65536), default=1, show_default=True,
                      help="Grouped matrix: each group of channels mixed on its own."),
-        click.option("--shuffle", type=click.IntRange(1), default=None, metavar="G",
+        click.option("--shuffle", type=click.IntRange(1, 65536), default=None, metavar="G",
                      help="Channel shuffle of the outputs over G groups."),
     ]):
         fn = option(fn)
@@ -568,12 +568,15 @@ def main(argv: list[str] | None = None) -> None:
     if not debug:
         import warnings
 
-        # Overflow and similar arithmetic warnings would break the one-line contract;
-        # results are checked (clipping is counted, limits are enforced) instead.
-        warnings.simplefilter("ignore", RuntimeWarning)
+        # Libraries' warnings (NumPy's overflow, Pillow's "Invalid APNG", an old .npy
+        # header) would break the one-line contract; results are checked (clipping is
+        # counted, limits are enforced, damage is an error) instead. --debug shows them.
+        warnings.simplefilter("ignore")
     signal.signal(signal.SIGTERM, _interrupted)
     if not debug:
         _native_stderr_silenced()
+    if sys.stdout is sys.__stdout__ and sys.stdout is not None:
+        sys.stdout = _CheckedStdout(sys.stdout)
     obj = {}
     if args[:1] == ["chain"] and "--" in args:
         # The stages follow the chain's own "--"; Click would drop that mark.
@@ -605,6 +608,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the boundary: no traceback unless --debug
         if debug:
             raise
+        if out_of_memory(exc):
+            click.echo("pwfilter: error: out of memory (lower the work or --max-memory)",
+                       err=True)
+            sys.exit(1)
         click.echo(f"pwfilter: error: internal error: {type(exc).__name__}: "
                    f"{printable(str(exc))} (run with --debug for the traceback)", err=True)
         sys.exit(1)
@@ -621,6 +628,39 @@ def _flush_stdout() -> None:
     except OSError as exc:
         _discard_stdout()
         raise PwfilterError(f"standard output: cannot write ({exc.strerror or exc})") from None
+
+
+class _CheckedStdout:
+    """Standard output whose write errors (a full disk) are pwfilter's one-line error, not
+    an internal one; the rest is the real stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.failed = False
+
+    def write(self, text):
+        if isinstance(text, str) and not text:
+            return 0  # Click probes with empty writes; nothing to check
+        return self._checked(self._stream.write, text)
+
+    def flush(self):
+        return self._checked(self._stream.flush)
+
+    def _checked(self, call, *args):
+        if self.failed:
+            return None  # already reported; what is left is dropped
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self.failed = True
+            _discard_stdout()
+            raise PwfilterError(f"standard output: cannot write ({exc.strerror or exc})") \
+                from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _discard_stdout() -> None:

@@ -15,3 +15,11 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: Python's MemoryError, or a native library's
+    own (OpenCV raises ``cv2.error`` "Insufficient memory")."""
+    if isinstance(exc, MemoryError):
+        return True
+    return type(exc).__module__ == "cv2" and "Insufficient memory" in str(exc)

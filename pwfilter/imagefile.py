@@ -12,6 +12,7 @@ import io
 import os
 import struct
 import sys
+import zlib
 
 import numpy as np
 
@@ -50,6 +51,8 @@ def check_png(data: bytes, name: str) -> tuple[int, int, int, int]:
     the compressed image data (IDAT) no larger than deflate can make the image's rows —
     libpng would decode a 10x10 image from 300 MB of IDAT, warning only."""
     width, height, depth, color = _png_header(data, name)
+    if struct.unpack_from(">I", data, 29)[0] != zlib.crc32(data[12:29]):
+        raise PwfilterError(f"{name}: corrupt PNG (the IHDR header's checksum is wrong)")
     if width == 0 or height == 0 or width > 1 << 31 or height > 1 << 31:
         raise PwfilterError(f"{name}: corrupt PNG (image of {width}x{height} pixels)")
     if color not in _CHANNELS or depth not in (1, 2, 4, 8, 16):
@@ -270,7 +273,7 @@ def encode_image(media: Media, fmt: str, options: SaveOptions) -> tuple[list[byt
             layout["extrasample"] = 2  # unassociated alpha
         if options.compression is None:
             return [imagecodecs.tiff_encode(arr, **layout)], clipped
-        return [imagecodecs.tiff_encode(arr, compression="zlib", level=options.compression,
+        return [imagecodecs.tiff_encode(arr, compression="deflate", level=options.compression,
                                         **layout)], clipped
     from PIL import Image
 

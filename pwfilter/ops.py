@@ -191,6 +191,9 @@ def resolve_remix(spec: MatrixSpec, *, channels: int, kind: str, has_alpha: bool
 
     c_in = channels
     keep_alpha = False
+    if groups > channels:
+        raise PwfilterError(f"--groups {groups}: more groups than the input's {channels} "
+                            "channel(s)")
     blocks = group_blocks(spec.matrix, groups)
     cols = blocks.shape[0] * blocks.shape[2]
     if kind == "image" and has_alpha and cols == channels - 1:

@@ -283,12 +283,19 @@ def _signal_direct(cv2, x: np.ndarray, k: np.ndarray, g: Geometry, boundary: str
         ends = xp[starts[:, None] + np.arange(2 * m - 2)]
     parts = _strips(rows, 1, workers, rows * length)
     out = None
+    width = n_out if rows == 1 else length  # outputs kept per row
     for first in range(0, m, limit):
         taps = k[first:first + limit][None, :]
-        y = (np.zeros if first else np.empty)((rows, length, channels), x.dtype)
+        y = (np.zeros if first and rows > 1 else np.empty)((rows, width, channels), x.dtype)
 
         def fill(bounds, first=first, taps=taps, y=y):
             a, b = bounds
+            if rows == 1:  # one row: only its first n_out outputs are wanted (M >> n_out)
+                src = grid[a:b, first:first + n_out + taps.shape[1] - 1]
+                y[a:b, :n_out] = cv2.filter2D(
+                    src, -1, taps, anchor=(0, 0),
+                    borderType=cv2.BORDER_CONSTANT).reshape(b - a, -1, channels)[:, :n_out]
+                return
             y[a:b, :length - first] = cv2.filter2D(
                 grid[a:b, first:], -1, taps, anchor=(0, 0),
                 borderType=cv2.BORDER_CONSTANT).reshape(b - a, -1, channels)
@@ -299,7 +306,7 @@ def _signal_direct(cv2, x: np.ndarray, k: np.ndarray, g: Geometry, boundary: str
                                borderType=cv2.BORDER_CONSTANT).reshape(rows, -1, channels)
             y[:, length - (m - 1):] = fix[:, :m - 1]
         out = y if out is None else np.add(out, y, out=out)
-    return out.reshape(rows * length, channels)[:n_out]
+    return out.reshape(rows * width, channels)[:n_out]
 
 
 def _banded(cv2, src: np.ndarray, k: np.ndarray, g: Geometry, boundary: str,

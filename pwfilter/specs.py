@@ -37,7 +37,7 @@ def parse_rows(text: str, what: str) -> np.ndarray:
         if re.search(r",\s*,", line):
             raise PwfilterError(f"{what}: an empty value between commas in {line!r}")
         try:
-            rows.append([float(v) for v in _SEP.split(line) if v])
+            rows.append([number(v) for v in _SEP.split(line) if v])
         except ValueError:
             bad = next(v for v in _SEP.split(line) if v and not _is_number(v))
             raise PwfilterError(f"{what}: {bad!r} is not a number") from None
@@ -51,12 +51,22 @@ def parse_rows(text: str, what: str) -> np.ndarray:
     return arr
 
 
+#: A number as written in kernels, matrices and names: ASCII decimal or scientific notation
+#: (Python's ``float`` would also take "1_000" and other scripts' digits), or inf/nan (then
+#: refused as not finite, with that reason).
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan)",
+                     re.ASCII | re.IGNORECASE)
+
+
+def number(text: str) -> float:
+    """``float(text)`` for plain ASCII numbers only (ValueError otherwise)."""
+    if not _NUMBER.fullmatch(text.strip()):
+        raise ValueError(f"not a number: {text!r}")
+    return float(text)
+
+
 def _is_number(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
+    return bool(_NUMBER.fullmatch(v.strip()))
 
 
 MAX_ABS = 1e30
@@ -185,7 +195,9 @@ KERNEL_NAMES = ("gaussian:SIGMA", "box:N", "identity", *_IMAGE_ONLY,
 
 def _number(text: str, what: str, kind: Callable = float):
     try:
-        value = kind(text)
+        if kind is int and not re.fullmatch(r"[+-]?\d+", text.strip(), re.ASCII):
+            raise ValueError(text)
+        value = kind(number(text))
     except ValueError:
         raise PwfilterError(f"{what}: {text!r} is not a number") from None
     if isinstance(value, float) and not math.isfinite(value):

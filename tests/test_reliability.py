@@ -30,18 +30,29 @@ def pwfilter_process(*args, env=None, **kwargs) -> subprocess.Popen:
                             env=environ, **kwargs)
 
 
+#: Runs a command and reports its exit status, stderr, seconds and peak RSS. A small
+#: process of its own starts it: a child's peak RSS counts the memory of the process it
+#: was forked from (pytest's, hundreds of MB) until it executes the command.
+_MEASURE = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps([os.waitstatus_to_exitcode(status), err.decode("utf-8", "replace"),
+                  time.perf_counter() - start, usage.ru_maxrss * 1024]))
+"""
+
+
 def run_measured(*args, timeout: float = 60) -> tuple[int, str, float, int]:
     """Exit status, stderr, seconds and peak RSS (bytes) of one pwfilter process."""
-    start = time.perf_counter()
-    proc = pwfilter_process(*args)
-    try:
-        err = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, time.perf_counter() - start, usage.ru_maxrss * 1024
+    import json
+
+    out = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "pwfilter",
+                          *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True)
+    code, err, seconds, rss = json.loads(out.stdout)
+    return code, err, seconds, rss
 
 
 # ------------------------------------------------------------------ 1. special files
