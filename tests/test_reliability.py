@@ -499,3 +499,193 @@ def test_stale_named_temporaries_of_a_killed_run_are_removed_by_the_next(tmp_pat
     r = run("blur", src, "-o", tmp_path / "o.png")
     assert r.code == 0, r.stderr
     assert sorted(os.listdir(tmp_path)) == sorted(["in.png", "o.png", live.name])
+
+
+# ------------------------------------------------------------------ the fuzzer's findings
+
+
+def test_tiff_output_with_a_compression_level(tmp_path):
+    import imagecodecs
+
+    x = rand_u8((20, 30, 3), seed=11)
+    png = write_png(tmp_path / "in.png", x)
+    r = run("remix", png, "--matrix", "1 0 0; 0 1 0; 0 0 1", "-o", tmp_path / "o.tif",
+            "--compression", "6")
+    assert r.code == 0, r.stderr
+    np.testing.assert_array_equal(imagecodecs.tiff_decode((tmp_path / "o.tif").read_bytes()), x)
+
+
+@pytest.mark.parametrize("option,value", [("--jobs", "2147483648"), ("--jobs", "1" + "0" * 20),
+                                          ("--groups", "1" + "0" * 20),
+                                          ("--shuffle", "1" + "0" * 20)])
+def test_huge_counts_are_usage_errors(tmp_path, option, value):
+    png = write_png(tmp_path / "in.png", rand_u8((4, 6, 2), seed=3))
+    args = ["remix", png, "--matrix", "1 0; 0 1"] if option != "--jobs" else ["blur", png]
+    r = run(*args, option, value, "-o", tmp_path / "o.png")
+    assert r.code == 2, r.stderr
+    assert "Traceback" not in r.stderr and option in r.stderr
+
+
+def test_more_groups_than_channels_is_an_error(tmp_path):
+    png = write_png(tmp_path / "in.png", rand_u8((4, 6, 3), seed=3))
+    r = run("remix", png, "--matrix", "1 |", "--groups", "4", "-o", tmp_path / "o.png")
+    assert r.code == 1
+    assert_one_error_line(r.stderr, "--groups 4")
+
+
+@pytest.mark.parametrize("text", ["gaussian:１", "gaussian:1_000", "box:٣", "1_0 2"])
+def test_numbers_are_ascii_decimals(tmp_path, text):
+    """Python's float() reads "1_000" and other scripts' digits; pwfilter does not."""
+    r = run("kernel", text, "-o", tmp_path / "k.txt")
+    if not text.startswith(("gaussian", "box")):
+        png = write_png(tmp_path / "in.png", rand_u8((4, 6, 3)))
+        r = run("convolve", png, text, "-o", tmp_path / "k.png")
+    assert r.code == 1
+    assert_one_error_line(r.stderr, "is not a number")
+    assert not (tmp_path / "k.txt").exists() and not (tmp_path / "k.png").exists()
+
+
+def test_audio_to_npy_is_computed_whole_rather_than_streamed(tmp_path):
+    from scipy import signal as sps
+
+    x = np.random.default_rng(5).uniform(-0.5, 0.5, (3000, 2))
+    src = tmp_path / "in.flac"
+    sf.write(src, x, 8000, subtype="PCM_16")
+    decoded = sf.read(src)[0]
+    r = run("convolve", src, "1 2 1", "-o", tmp_path / "o.npy", "--stream-above", "1KiB")
+    assert r.code == 0, r.stderr
+    ref = np.stack([sps.convolve(decoded[:, c], [1, 2, 1]) for c in range(2)], axis=-1)
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), ref, atol=1e-5)
+
+
+def test_a_flac_header_promising_no_usable_length(tmp_path):
+    import io as _io
+
+    buf = _io.BytesIO()
+    sf.write(buf, np.zeros((300, 2)), 8000, format="FLAC", subtype="PCM_16")
+    data = bytearray(buf.getvalue())
+    data[24:28] = struct.pack(">I", 4096)  # STREAMINFO's sample count field, forged
+    src = tmp_path / "in.flac"
+    src.write_bytes(bytes(data))
+    for args in (["blur", src, "-o", tmp_path / "o.wav"], ["info", src]):
+        r = run(*args)
+        assert r.code == 1
+        assert_one_error_line(r.stderr, "in.flac")
+        assert "internal error" not in r.stderr
+    assert os.listdir(tmp_path) == ["in.flac"]
+
+
+@pytest.mark.parametrize("rate,suffix", [(1_000_000, ".flac"), (139_072, ".flac"),
+                                         (532_288, ".ogg"), (200_001, ".ogg")])
+def test_rates_a_codec_cannot_encode_are_errors_not_crashes(tmp_path, rate, suffix):
+    """libvorbis crashes the process above 200 kHz; libFLAC refuses some rates."""
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros((300, 2), np.int16), rate, subtype="PCM_16")
+    r = run("blur", src, "-o", tmp_path / f"o{suffix}")
+    assert r.code == 1, r.stderr  # a crash would be -11
+    assert_one_error_line(r.stderr, "in.wav")
+    assert f"{rate:,} Hz" in r.stderr
+    assert os.listdir(tmp_path) == ["in.wav"]
+
+
+def test_the_highest_vorbis_rate_is_written(tmp_path):
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros((3000, 1), np.int16), 200_000, subtype="PCM_16")
+    r = run("blur", src, "-o", tmp_path / "o.ogg")
+    assert r.code == 0, r.stderr
+    assert sf.info(tmp_path / "o.ogg").samplerate == 200_000
+
+
+def test_library_warnings_stay_off_stderr(tmp_path):
+    """Pillow's "Invalid APNG" (an acTL chunk claiming no frames) and NumPy's "created on
+    Python 2" (a .npy header with 3L) were printed as extra lines."""
+    from PIL import Image
+
+    Image.fromarray(rand_u8((6, 7), seed=1)).convert("P").save(tmp_path / "p.png")
+    data = (tmp_path / "p.png").read_bytes()
+    at = data.index(b"IDAT") - 4
+    apng = data[:at] + png_chunk(b"acTL", struct.pack(">II", 0, 0)) + data[at:]
+    (tmp_path / "a.png").write_bytes(apng)
+    r = run("blur", tmp_path / "a.png", "-o", tmp_path / "o.png")
+    assert r.stderr == "" or len(r.stderr.splitlines()) == 1, r.stderr
+    assert "Warning" not in r.stderr
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3L, 2L), }"
+    header = header + " " * (118 - len(header)) + "\n"
+    (tmp_path / "py2.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header))
+                                       + header.encode() + bytes(24))
+    r = run("info", tmp_path / "py2.npy")
+    assert "Warning" not in r.stderr and len(r.stderr.splitlines()) <= 1, r.stderr
+
+
+def test_a_short_signal_with_a_huge_kernel_by_sliding_sums(tmp_path):
+    """300 samples and 800,001 taps (gaussian sigma 1e5): sliding sums cost outputs x taps,
+    as the chooser predicts, not the whole extended signal per band (once 30 s)."""
+    from scipy import signal as sps
+
+    from pwfilter.specs import gaussian_1d
+
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (300, 2))
+    src = tmp_path / "in.wav"
+    sf.write(src, x, 8000, subtype="PCM_16")
+    r = run("blur", src, "--sigma", "1e5", "--method", "direct", "-o", tmp_path / "o.wav",
+            timeout=20)
+    assert r.code == 0, r.stderr
+    decoded = sf.read(src)[0]
+    k = gaussian_1d(1e5)
+    ref = np.stack([sps.fftconvolve(decoded[:, c], k, mode="same") for c in range(2)], -1)
+    assert np.abs(sf.read(tmp_path / "o.wav")[0] - ref).max() <= 1 / 32768
+
+
+def test_a_png_header_with_a_wrong_checksum(tmp_path):
+    data = bytearray(small_png())
+    data[29] ^= 0xFF  # IHDR's CRC
+    (tmp_path / "in.png").write_bytes(bytes(data))
+    for args in (["info", tmp_path / "in.png"], ["blur", tmp_path / "in.png", "-o",
+                                                 tmp_path / "o.png"]):
+        r = run(*args)
+        assert r.code == 1
+        assert_one_error_line(r.stderr, "checksum")
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_a_caf_missing_its_last_byte(tmp_path, subtype):
+    src = tmp_path / "in.caf"
+    sf.write(src, np.zeros((1000, 2), np.float32), 8000, format="CAF", subtype=subtype)
+    src.write_bytes(src.read_bytes()[:-1])
+    r = run("info", src)
+    assert r.code == 1
+    assert_one_error_line(r.stderr, "truncated")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("args", [["info", "{png}"], ["info", "--json", "{png}"],
+                                  ["cost", "--cin", "3", "--cout", "4", "-k", "3"]])
+def test_printing_to_a_full_disk_is_one_error_line(tmp_path, args):
+    png = write_png(tmp_path / "in.png", rand_u8((4, 5, 3)))
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "pwfilter",
+                               *[a.format(png=png) for a in args]], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "pwfilter: error: standard output: cannot write (No space left on device)"]
+
+
+def test_opencv_running_out_of_memory_is_reported_as_such(tmp_path):
+    """Under an address-space limit OpenCV raises its own error, not MemoryError."""
+    import resource
+
+    np.save(tmp_path / "img.npy", np.random.default_rng(0).random((8, 9, 3), dtype=np.float32))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    proc = subprocess.run([sys.executable, "-m", "pwfilter", "blur", str(tmp_path / "img.npy"),
+                           "-o", "-", "--sigma", "1e3", "--mode", "full", "--boundary",
+                           "mirror", "--normalize"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=limit,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 1
+    assert_one_error_line(proc.stderr, "img.npy")
+    assert "internal error" not in proc.stderr
