@@ -195,9 +195,12 @@ KERNEL_NAMES = ("gaussian:SIGMA", "box:N", "identity", *_IMAGE_ONLY,
 
 def _number(text: str, what: str, kind: Callable = float):
     try:
-        if kind is int and not re.fullmatch(r"[+-]?\d+", text.strip(), re.ASCII):
-            raise ValueError(text)
-        value = kind(number(text))
+        if kind is int:
+            if not re.fullmatch(r"[+-]?\d{1,18}", text.strip(), re.ASCII):
+                raise ValueError(text)
+            value = int(text)
+        else:
+            value = kind(number(text))
     except ValueError:
         raise PwfilterError(f"{what}: {text!r} is not a number") from None
     if isinstance(value, float) and not math.isfinite(value):

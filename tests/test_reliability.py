@@ -689,3 +689,14 @@ def test_opencv_running_out_of_memory_is_reported_as_such(tmp_path):
     assert proc.returncode == 1
     assert_one_error_line(proc.stderr, "img.npy")
     assert "internal error" not in proc.stderr
+
+
+@pytest.mark.parametrize("spec", ["lowpass:1000:" + "1" * 400, "bandpass:100:200:" + "9" * 30])
+def test_a_tap_count_of_hundreds_of_digits(tmp_path, spec):
+    """Found by the fuzzer: int(float(text)) overflowed on such a count."""
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros((100, 1), np.float32), 48_000)
+    r = run("convolve", src, spec, "-o", tmp_path / "o.wav")
+    assert r.code == 1
+    assert_one_error_line(r.stderr, "in.wav")
+    assert "internal error" not in r.stderr
