@@ -40,6 +40,19 @@ class Common:
     max_pixels: int | None = None
     max_memory: str | None = None
     stream_above: str | None = None
+    skip_existing: bool = False
+
+    def processes(self, inputs: int) -> int:
+        """Worker processes for ``inputs`` files: ``--jobs`` (default: the cores), at most
+        one per file; 1 means in this process."""
+        return max(1, min(self.jobs or os.cpu_count() or 1, inputs))
+
+    def threads(self, processes: int) -> int | None:
+        """Compute threads per file: all cores in this process, a share of them in each of
+        several workers."""
+        if processes <= 1:
+            return None
+        return max(1, (os.cpu_count() or 1) // processes)
 
     @functools.cached_property
     def limits(self):
@@ -82,38 +95,70 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, job) -> int:
     For each input the job is resolved into a chain of stages once (an impulse
     response is decoded once per job) and run in memory, or streamed for audio
     too large to hold in memory. Every input is attempted; failures are
-    reported one line each and summarised.
+    reported one line each and summarised. Several inputs go to ``--jobs`` worker
+    processes (:mod:`pwfilter.workers`); ``--jobs 1`` runs them here in turn.
     """
-    from pwfilter import media as m
-    from pwfilter.steps import Context
-
     suffix = _check_usage(common, inputs)
     if common.output and common.output.endswith(("/", os.sep)):
         try:
             os.makedirs(common.output, exist_ok=True)
         except OSError as exc:
             raise PwfilterError(f"-o {common.output}: cannot create the folder ({exc.strerror})")
-    from pwfilter.output import ReadFiles
+    processes = common.processes(len(inputs))
+    if processes > 1:
+        from pwfilter import workers
 
-    options = m.SaveOptions(quality=common.quality, compression=common.compression)
-    reads = ReadFiles((*inputs, *job.files()))
-    ctx = Context(common.limits, lambda path: m.load_media(path, limits=common.limits))
-    failed: list[str] = []
+        outcomes = workers.run_files(common, inputs, command, job, suffix, processes)
+    else:
+        outcomes = _run_here(common, inputs, command, job, suffix)
+    failed = [name for name, outcome in outcomes if outcome == FAILED]
+    skipped = sum(1 for _, outcome in outcomes if outcome == SKIPPED)
+    if skipped:
+        common.note(f"{skipped} of {len(inputs)} files skipped: their outputs exist "
+                    "(--skip-existing)")
+    if failed and len(inputs) > 1:
+        click.echo(printable(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
+                             + ", ".join(failed)), err=True)
+    return 1 if failed else 0
+
+
+DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+
+
+class FileState:
+    """What processing the files of one call needs besides each file: the files the
+    command reads, the decoding context, the save options (built once per process)."""
+
+    def __init__(self, common: Common, inputs: tuple[str, ...], command: str, job, suffix):
+        from pwfilter import media as m
+        from pwfilter.output import ReadFiles
+        from pwfilter.steps import Context
+
+        self.common, self.inputs, self.command, self.job, self.suffix = \
+            common, inputs, command, job, suffix
+        self.options = m.SaveOptions(quality=common.quality, compression=common.compression)
+        self.reads = ReadFiles((*inputs, *job.files()))
+        self.ctx = Context(common.limits, lambda path: m.load_media(path, limits=common.limits))
+
+    def attempt(self, name: str, written: dict, loaded=lambda: None) -> str:
+        return _attempt(self.common, name, self.inputs, self.reads, self.command, self.job,
+                        self.ctx, self.suffix, self.options, written, loaded)
+
+
+def _run_here(common: Common, inputs, command: str, job, suffix) -> list[tuple[str, str]]:
+    """Every input in this process, in order, the next image decoded ahead."""
+    state = FileState(common, inputs, command, job, suffix)
+    outcomes = []
     written: dict[str, str] = {}
     loader = Prefetch(inputs, common.limits)
     try:
         for i, name in enumerate(inputs):
             loader.ahead(i + 1)
-            if not _attempt(common, name, inputs, reads, command, job, ctx, suffix, options,
-                            written, lambda i=i: loader.take(i)):
-                failed.append(name)
+            outcomes.append((name, state.attempt(name, written, lambda i=i: loader.take(i))))
             loader.drop(i)
     finally:
         loader.close()
-    if failed and len(inputs) > 1:
-        click.echo(printable(f"pwfilter: error: {len(failed)} of {len(inputs)} files failed: "
-                             + ", ".join(failed)), err=True)
-    return 1 if failed else 0
+    return outcomes
 
 
 class Prefetch:
@@ -181,10 +226,12 @@ class Prefetch:
 PREFETCH_BYTES = 64 << 20
 
 
-def _attempt(common: Common, name: str, *args) -> bool:
-    """Run the job for one input; report its failure (one line) and return False."""
+def _attempt(common: Common, name: str, *args) -> str:
+    """Run the job for one input; report its failure (one line). Returns DONE, FAILED or
+    SKIPPED."""
     try:
-        _run_one(common, name, *args, time.perf_counter())
+        if _run_one(common, name, *args, time.perf_counter()) == SKIPPED:
+            return SKIPPED
     except Exception as exc:  # noqa: BLE001 - the file's errors; anything else goes up
         if not isinstance(exc, PwfilterError) and not out_of_memory(exc):
             raise
@@ -198,8 +245,8 @@ def _attempt(common: Common, name: str, *args) -> bool:
         if shown not in message:
             message = f"{shown}: {message}"
         click.echo(f"pwfilter: error: {printable(message)}", err=True)
-        return False
-    return True
+        return FAILED
+    return DONE
 
 
 def _check_usage(common: Common, inputs: tuple[str, ...]) -> str | None:
@@ -254,6 +301,10 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
         if key in written:
             raise PwfilterError(f"{target}: already written by this run from {written[key]} "
                                 "(inputs with the same name into one folder)")
+    if common.skip_existing and target != STDOUT and os.path.lexists(target) \
+            and target not in reads:
+        common.detail(f"{name}: {target} exists: skipped")
+        return SKIPPED
     check_target(target, reads, common.overwrite)
     chain = None
     if media is None and _is_audio_file(name, m):

@@ -39,7 +39,10 @@ def common_options(fn):
         click.option("--json", "as_json", is_flag=True,
                      help="Print one JSON object per processed file on stdout."),
         click.option("--jobs", type=click.IntRange(1, 1024), metavar="N",
-                     help="Threads for the computation (default: all cores)."),
+                     help="Files processed at once, in worker processes (default: the number "
+                          "of cores; 1: one after another here, each with every core)."),
+        click.option("--skip-existing", is_flag=True,
+                     help="Leave outputs that already exist (a restarted batch does the rest)."),
         click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
         click.option("-q", "--quiet", is_flag=True, help="No notes on stderr (errors only)."),
         click.option("-v", "--verbose", is_flag=True, help="Explain choices (method, costs)."),
@@ -57,10 +60,10 @@ def common_options(fn):
     ]
 
     @functools.wraps(fn)
-    def wrapper(*args, output, fmt, overwrite, as_json, jobs, debug, quiet, verbose, quality,
-                compression, max_pixels, max_memory, stream_above, **kwargs):
+    def wrapper(*args, output, fmt, overwrite, as_json, jobs, skip_existing, debug, quiet,
+                verbose, quality, compression, max_pixels, max_memory, stream_above, **kwargs):
         common = Common(output, fmt, overwrite, as_json, jobs, debug, quiet, verbose, quality,
-                        compression, max_pixels, max_memory, stream_above)
+                        compression, max_pixels, max_memory, stream_above, skip_existing)
         return fn(*args, common=common, **kwargs)
 
     for option in reversed(options):
@@ -243,11 +246,11 @@ def dsconv_step(depthwise, pointwise, groups, shuffle, correlate, normalize_kern
 
 
 def _run(common: Common, inputs, command: str, *steps) -> int:
-    """Run ``steps`` on every input with the ``--jobs`` threads."""
-    from pwfilter.steps import Job, with_workers
+    """Run ``steps`` on every input (in ``--jobs`` worker processes when there are several)."""
+    from pwfilter.steps import Job
 
     try:
-        job = Job(tuple(with_workers(s, common.jobs) for s in steps), command)
+        job = Job(tuple(steps), command)
     except PwfilterError as exc:
         raise click.UsageError(str(exc)) from None
     return run_each(common, inputs, command, job)
@@ -533,6 +536,8 @@ def _abandon() -> None:
     vanish with the process), say so and exit 130 without waiting for it."""
     from pwfilter import output
 
+    if "pwfilter.workers" in sys.modules:
+        sys.modules["pwfilter.workers"].stop()
     output.remove_temporaries()
     try:
         sys.stderr.write("pwfilter: interrupted\n")

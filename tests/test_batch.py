@@ -35,7 +35,7 @@ def test_batch_loads_each_input_once_and_matches_references(tmp_path, monkeypatc
 
     monkeypatch.setattr(media, "load_media", counting)
     status, _out, err = run_main(capsys, "blur", *paths, "--sigma", "1.5", "-o",
-                                 str(tmp_path / "out") + "/")
+                                 str(tmp_path / "out") + "/", "--jobs", "1")  # in-process
     assert status == 0, err
     assert sorted(seen) == sorted(f"p{i}.png" for i in range(6))
     for i, a in enumerate(arrays):

@@ -253,7 +253,7 @@ def test_disk_full_is_a_file_error_and_the_batch_goes_on(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(media_mod, "write_media", full_for_a)
     status, _out, err = run_main(capsys, "remix", str(tmp_path / "a.png"),
-                                 str(tmp_path / "b.png"), "--matrix", ID3)
+                                 str(tmp_path / "b.png"), "--matrix", ID3, "--jobs", "1")
     assert status == 1 and "Traceback" not in err
     first = err.splitlines()[0]
     assert first.startswith("pwfilter: error: ") and "a.remix.png" in first
