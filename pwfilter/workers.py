@@ -119,8 +119,10 @@ def _progress(common, total: int, done: int):
     import click
 
     start = time.perf_counter()
-    with click.progressbar(length=total, label="files", file=sys.stderr, show_pos=True,
-                           show_eta=True, item_show_func=lambda _: _rate(start, bar)) as bar:
+    bar = click.progressbar(length=total, label="files", file=sys.stderr, show_pos=True,
+                            show_eta=True)
+    bar.item_show_func = lambda _: _rate(start, bar)
+    with bar:
         bar.update(done)
         yield lambda: bar.update(1)
 

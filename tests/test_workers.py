@@ -137,3 +137,29 @@ def test_sigterm_stops_the_workers(tmp_path):
     before = snapshot(out)
     time.sleep(1.0)  # no worker goes on writing after the parent has gone
     assert snapshot(out) == before
+
+
+def test_a_progress_bar_over_files_on_a_terminal_only(tmp_path):
+    import pty
+
+    paths = make_inputs(tmp_path / "in", 8)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "pwfilter", "blur", *map(str, paths), "-o",
+                             f"{tmp_path / 'out'}/", "--jobs", "2"], stdout=subprocess.DEVNULL,
+                            stderr=slave, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    assert b"files" in shown and b"8/8" in shown and b"files/s" in shown
+    # Not a terminal (or -q): no bar at all.
+    r = run("blur", *paths, "-o", f"{tmp_path / 'again'}/", "--jobs", "2")
+    assert r.code == 0 and r.stderr == ""
