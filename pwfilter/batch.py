@@ -41,6 +41,7 @@ class Common:
     max_memory: str | None = None
     stream_above: str | None = None
     skip_existing: bool = False
+    scheduler: str | None = None
 
     def processes(self, inputs: int) -> int:
         """Worker processes for ``inputs`` files: ``--jobs`` (default: the cores), at most
@@ -105,7 +106,12 @@ def run_each(common: Common, inputs: tuple[str, ...], command: str, job) -> int:
         except OSError as exc:
             raise PwfilterError(f"-o {common.output}: cannot create the folder ({exc.strerror})")
     processes = common.processes(len(inputs))
-    if processes > 1:
+    if common.scheduler:
+        from pwfilter import workers
+
+        outcomes = workers.run_on_cluster(common, inputs, command, job, suffix,
+                                          common.scheduler)
+    elif processes > 1:
         from pwfilter import workers
 
         outcomes = workers.run_files(common, inputs, command, job, suffix, processes)
@@ -264,6 +270,9 @@ def _check_usage(common: Common, inputs: tuple[str, ...]) -> str | None:
     if out and out != STDOUT and len(inputs) > 1 and not is_dir:
         raise click.UsageError(f"-o {out}: one output file for {len(inputs)} inputs "
                                "(end it with / to write into a folder)")
+    if common.scheduler and (out == STDOUT or "-" in inputs):
+        raise click.UsageError("--scheduler: workers read and write files, not standard "
+                               "input or output")
     if out == STDOUT and len(inputs) > 1:
         raise click.UsageError("-o - writes one result; give one INPUT")
     if out == STDOUT and sys.stdout.isatty():

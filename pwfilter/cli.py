@@ -43,6 +43,9 @@ def common_options(fn):
                           "of cores; 1: one after another here, each with every core)."),
         click.option("--skip-existing", is_flag=True,
                      help="Leave outputs that already exist (a restarted batch does the rest)."),
+        click.option("--scheduler", metavar="ADDRESS", envvar="PWFILTER_SCHEDULER",
+                     help="Run one task per input on a Dask cluster (tcp://host:8786, or "
+                          "local); needs pwfilter[dask]."),
         click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
         click.option("-q", "--quiet", is_flag=True, help="No notes on stderr (errors only)."),
         click.option("-v", "--verbose", is_flag=True, help="Explain choices (method, costs)."),
@@ -60,10 +63,12 @@ def common_options(fn):
     ]
 
     @functools.wraps(fn)
-    def wrapper(*args, output, fmt, overwrite, as_json, jobs, skip_existing, debug, quiet,
-                verbose, quality, compression, max_pixels, max_memory, stream_above, **kwargs):
+    def wrapper(*args, output, fmt, overwrite, as_json, jobs, skip_existing, scheduler, debug,
+                quiet, verbose, quality, compression, max_pixels, max_memory, stream_above,
+                **kwargs):
         common = Common(output, fmt, overwrite, as_json, jobs, debug, quiet, verbose, quality,
-                        compression, max_pixels, max_memory, stream_above, skip_existing)
+                        compression, max_pixels, max_memory, stream_above, skip_existing,
+                        scheduler)
         return fn(*args, common=common, **kwargs)
 
     for option in reversed(options):

@@ -22,6 +22,7 @@ import sys
 
 _state = None  # a worker's FileState, built once by its initializer
 _pools: list = []  # the parent's running pools, for stop()
+_clusters: list = []  # the parent's Dask clients, for stop()
 
 
 def run_files(common, inputs: tuple[str, ...], command: str, job, suffix,
@@ -59,15 +60,106 @@ def run_files(common, inputs: tuple[str, ...], command: str, job, suffix,
     return [(name, outcomes.get(i, batch.FAILED)) for i, name in enumerate(inputs)]
 
 
-def _unique_targets(common, inputs, command, suffix, outcomes: dict) -> list[int]:
+def run_on_cluster(common, inputs: tuple[str, ...], command: str, job, suffix,
+                   address: str) -> list[tuple[str, str]]:
+    """Process ``inputs`` as one Dask task each on the cluster at ``address`` (``local``:
+    a LocalCluster on this machine). Workers read the inputs and write the outputs
+    themselves (a file system they share with this machine), atomically; a worker that
+    dies mid-task leaves no file, and Dask runs the task again elsewhere."""
+    from pwfilter import batch
+    from pwfilter.errors import PwfilterError
+
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise PwfilterError("--scheduler needs Dask distributed: pip install "
+                            "\"pwfilter[dask]\"") from None
+    outcomes: dict[int, str] = {}
+    targets: dict[int, str] = {}
+    todo = _unique_targets(common, inputs, command, suffix, outcomes, targets)
+    # Outputs absent now: if one exists when its task starts, an earlier attempt of that
+    # task wrote it whole (atomically) and its worker died before saying so.
+    fresh = {i: targets[i] for i in todo if i in targets and not os.path.lexists(targets[i])}
+    cluster = None
+    try:
+        if address == "local":
+            cluster = LocalCluster(n_workers=common.processes(len(inputs)),
+                                   threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(address, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise PwfilterError(f"--scheduler {address}: cannot connect ({exc})") from None
+    with client:
+        state = client.scatter((common, inputs, command, job, suffix), broadcast=True)
+        futures = {client.submit(_task, state, i, fresh.get(i),
+                                 key=f"pwfilter-{os.getpid()}-{i}", pure=False, retries=2): i
+                   for i in todo}
+        _clusters.append((client, list(futures)))
+        try:
+            with _progress(common, len(inputs), len(outcomes)) as advance:
+                for future in as_completed(futures):
+                    i = futures[future]
+                    try:
+                        outcome, out, err = future.result()
+                    except Exception as exc:  # noqa: BLE001 - the task's worker kept dying
+                        outcome, out = batch.FAILED, ""
+                        err = (f"pwfilter: error: {inputs[i]}: failed on the cluster "
+                               f"({type(exc).__name__}: {exc})\n")
+                    outcomes[i] = outcome
+                    sys.stdout.write(out)
+                    sys.stdout.flush()
+                    sys.stderr.write(err)
+                    sys.stderr.flush()
+                    advance()
+        finally:
+            _clusters.pop()
+    if cluster is not None:
+        cluster.close()
+    return [(name, outcomes.get(i, batch.FAILED)) for i, name in enumerate(inputs)]
+
+
+_task_states: dict = {}  # a Dask worker's FileState of the call it works for
+
+
+def _task(state, i: int, fresh: str | None = None) -> tuple[str, str, str]:
+    """One input on a Dask worker: the same code as a local worker's. ``state`` is
+    scattered once per call, so one FileState per worker and call is built. ``fresh``
+    is the output's path when it did not exist as the call began: finding it means an
+    earlier attempt of this task wrote it (then it is done, not "exists")."""
+    import json
+
+    from pwfilter import batch
+
+    if fresh is not None and os.path.lexists(fresh):
+        common, inputs = state[0], state[1]
+        out = json.dumps({"input": inputs[i], "output": fresh, "retried": True}) + "\n" \
+            if common.json else ""
+        return batch.DONE, out, ""
+
+    key = id(state)
+    if key not in _task_states:
+        _task_states.clear()
+        _task_states[key] = batch.FileState(*state)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        outcome = _task_states[key].attempt(state[1][i], {})
+    return outcome, out.getvalue(), err.getvalue()
+
+
+def _unique_targets(common, inputs, command, suffix, outcomes: dict,
+                    targets: dict | None = None) -> list[int]:
     """The inputs to send to workers: those whose planned output no earlier input has;
-    the others fail here, as they would in turn in one process."""
+    the others fail here, as they would in turn in one process. ``targets`` receives
+    each input's planned output."""
     import click
 
     from pwfilter import batch
     from pwfilter.errors import printable
     from pwfilter.output import plan_output
 
+    targets = {} if targets is None else targets
     seen: dict[str, str] = {}
     todo = []
     for i, name in enumerate(inputs):
@@ -76,6 +168,7 @@ def _unique_targets(common, inputs, command, suffix, outcomes: dict) -> list[int
         except Exception:  # noqa: BLE001 - the worker reports it in the file's own line
             todo.append(i)
             continue
+        targets[i] = target
         key = os.path.realpath(target)
         if key in seen:
             click.echo(printable(f"pwfilter: error: {name}: {target}: already written by this "
@@ -137,6 +230,9 @@ def _rate(start: float, bar) -> str:
 def stop() -> None:
     """Kill the workers of running pools (the interrupt path): their unnamed temporary
     files go with them; named ones are removed by the next run into that folder."""
+    for client, futures in list(_clusters):
+        with contextlib.suppress(Exception):
+            client.cancel(futures, force=True)
     for pool in list(_pools):
         for process in list(getattr(pool, "_processes", {}).values()):
             with contextlib.suppress(Exception):
