@@ -583,7 +583,41 @@ def plan_for(shape: tuple[int, ...], itemsize: int, kernel, *, mode: str = "same
              method: str = "auto", budget: int = 0) -> Plan:
     """The plan for an input of ``shape`` (channels last) computed with ``itemsize``-byte
     floats, known before the input is read. With a ``budget`` (bytes), methods whose
-    :func:`method_memory` exceeds it are not chosen, and a forced one is refused."""
+    :func:`method_memory` exceeds it are not chosen, and a forced one is refused.
+
+    Plans are remembered for the last problems seen (a batch of same-sized files with
+    one kernel plans once): the key holds the kernel's values, so equal kernels share."""
+    key = _plan_key(shape, itemsize, kernel, mode, method, budget)
+    found = _plans.get(key) if key is not None else None
+    if found is None:
+        found = _plan_for(shape, itemsize, kernel, mode, method, budget)
+        if key is not None:
+            if len(_plans) >= 64:
+                _plans.pop(next(iter(_plans)))
+            _plans[key] = found
+    return found
+
+
+_plans: dict = {}
+
+
+def _plan_key(shape, itemsize, kernel, mode, method, budget):
+    """A hashable key for a problem, or None for kernels too large to hash cheaply."""
+    from pwfilter import costs
+
+    if isinstance(kernel, Separable):
+        parts = (kernel.col, kernel.row)
+    else:
+        parts = (np.asarray(kernel),)
+    if sum(p.size for p in parts) > 1 << 16:
+        return None
+    values = tuple((p.dtype.str, p.shape, p.tobytes()) for p in parts)
+    model = costs.current()  # (itself cached) the constants in use, and the back end
+    return (tuple(shape), itemsize, isinstance(kernel, Separable), values, mode, method, budget,
+            id(model), model.source, spatial.backend())
+
+
+def _plan_for(shape, itemsize: int, kernel, mode: str, method: str, budget: int) -> Plan:
     g = geometry(shape, kernel.shape, mode, itemsize)
     rank = kernel_rank(kernel, g.ndim)[0] if g.ndim == 2 else 0
     symmetric = rank == 1 and symmetric_factors(kernel)

@@ -9,6 +9,7 @@ with the measurement behind it.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pwfilter.errors import PwfilterError
 DEFAULT_MAX_PIXELS = 250_000_000
 
 
+@functools.lru_cache(maxsize=1)
 def _default_max_memory() -> int:
     """The default budget: half of physical memory, lowered to 80 % of what the process
     may actually get where less — a container's memory limit (cgroup v2 or v1), or the

@@ -134,6 +134,8 @@ def _check_memory(src: Input, kernel, mode: str, method: str, budget: int) -> No
     if src.kind == "image":
         g = engine.geometry(src.shape, kernel.shape, mode, src.itemsize)
         forced = method != "auto"
+        if not forced and engine.method_memory(g, "direct") <= budget:
+            return  # the cheapest check first: sliding sums fit, so some method does
         engine.fitting(g, (method,) if forced else ("direct", "fft"), budget, forced=forced)
         return
     m = int(kernel.shape[-1])
