@@ -30,6 +30,7 @@ def run_files(common, inputs: tuple[str, ...], command: str, job, suffix,
     """Process ``inputs`` in ``processes`` workers; print each file's messages as it ends;
     return (input, outcome) pairs in the order of ``inputs``."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     from pwfilter import batch
     from pwfilter.steps import Job, with_workers
@@ -37,7 +38,9 @@ def run_files(common, inputs: tuple[str, ...], command: str, job, suffix,
     threads = common.threads(processes)
     job = Job(tuple(with_workers(step, threads) for step in job.steps), job.name)
     outcomes: dict[int, str] = {}
-    todo = _unique_targets(common, inputs, command, suffix, outcomes)
+    targets: dict[int, str] = {}
+    todo = _unique_targets(common, inputs, command, suffix, outcomes, targets)
+    fresh = {i for i in todo if i in targets and not os.path.lexists(targets[i])}
     context = multiprocessing.get_context("fork" if "fork" in
                                           multiprocessing.get_all_start_methods() else "spawn")
     pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start,
@@ -50,7 +53,12 @@ def run_files(common, inputs: tuple[str, ...], command: str, job, suffix,
         futures = [pool.submit(_some, todo[a:a + size]) for a in range(0, len(todo), size)]
         with _progress(common, len(inputs), len(outcomes)) as advance:
             for future in as_completed(futures):
-                for i, outcome, out, err in future.result():
+                try:
+                    results = future.result()
+                except BrokenProcessPool:  # a worker was killed (not by us): say which
+                    results = [_lost(i, inputs[i], targets.get(i) if i in fresh else None)
+                               for i in todo[futures.index(future) * size:][:size]]
+                for i, outcome, out, err in results:
                     outcomes[i] = outcome
                     sys.stdout.write(out)
                     sys.stdout.flush()
@@ -61,6 +69,16 @@ def run_files(common, inputs: tuple[str, ...], command: str, job, suffix,
         pool.shutdown(wait=True, cancel_futures=True)
         _pools.remove(pool)
     return [(name, outcomes.get(i, batch.FAILED)) for i, name in enumerate(inputs)]
+
+
+def _lost(i: int, name: str, fresh: str | None) -> tuple[int, str, str, str]:
+    """An input whose worker died: done if its output, absent at the start, exists (it
+    was written whole before the worker died), failed otherwise."""
+    from pwfilter import batch
+
+    if fresh is not None and os.path.lexists(fresh):
+        return i, batch.DONE, "", ""
+    return i, batch.FAILED, "", f"pwfilter: error: {name}: its worker process died\n"
 
 
 def run_on_cluster(common, inputs: tuple[str, ...], command: str, job, suffix,
@@ -191,6 +209,7 @@ def _start(common, inputs, command, job, suffix) -> None:
     from pwfilter import batch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     _state = batch.FileState(common, inputs, command, job, suffix)
 

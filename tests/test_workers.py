@@ -163,3 +163,37 @@ def test_a_progress_bar_over_files_on_a_terminal_only(tmp_path):
     # Not a terminal (or -q): no bar at all.
     r = run("blur", *paths, "-o", f"{tmp_path / 'again'}/", "--jobs", "2")
     assert r.code == 0 and r.stderr == ""
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as fh:
+            found += [int(c) for c in fh.read().split()]
+    return found
+
+
+def test_a_worker_killed_from_outside_leaves_complete_outputs_and_names_the_rest(tmp_path):
+    paths = make_inputs(tmp_path / "in", 24, shape=(900, 1200, 3))
+    reference = tmp_path / "ref"
+    assert run("blur", *paths, "--sigma", "3", "-o", f"{reference}/", "--jobs", "1",
+               timeout=120).code == 0
+    out = tmp_path / "out"
+    proc = pwfilter_process("blur", *paths, "--sigma", "3", "-o", f"{out}/", "--jobs", "2")
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and len(os.listdir(out)) >= 2):
+        time.sleep(0.005)
+    workers = children(proc.pid)
+    assert workers, "no worker processes"
+    os.kill(workers[0], signal.SIGKILL)
+    err = proc.communicate(timeout=120)[1]
+    expected, got = snapshot(reference), snapshot(out)
+    for name, data in got.items():
+        assert data == expected[name], name  # complete outputs only
+    missing = sorted(set(expected) - set(got))
+    if proc.returncode == 0:
+        assert not missing
+    else:
+        assert proc.returncode == 1, err
+        failed = err.splitlines()[-1].split("files failed: ")[1].split(", ")
+        assert sorted(os.path.basename(f) for f in failed) == missing
