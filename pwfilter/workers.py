@@ -59,16 +59,21 @@ def run_files(common, inputs: tuple[str, ...], command: str, job, suffix,
                     results = [_lost(i, inputs[i], targets.get(i) if i in fresh else None)
                                for i in todo[futures.index(future) * size:][:size]]
                 for i, outcome, out, err in results:
-                    outcomes[i] = outcome
-                    sys.stdout.write(out)
-                    sys.stdout.flush()
-                    sys.stderr.write(err)
-                    sys.stderr.flush()
-                    advance()
+                    outcomes[i] = _finished(outcome, out, err, advance)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _pools.remove(pool)
     return [(name, outcomes.get(i, batch.FAILED)) for i, name in enumerate(inputs)]
+
+
+def _finished(outcome: str, out: str, err: str, advance) -> str:
+    """A file is done: print what its worker printed, move the bar on."""
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    sys.stderr.write(err)
+    sys.stderr.flush()
+    advance()
+    return outcome
 
 
 def _lost(i: int, name: str, fresh: str | None) -> tuple[int, str, str, str]:
@@ -128,12 +133,7 @@ def run_on_cluster(common, inputs: tuple[str, ...], command: str, job, suffix,
                         outcome, out = batch.FAILED, ""
                         err = (f"pwfilter: error: {inputs[i]}: failed on the cluster "
                                f"({type(exc).__name__}: {exc})\n")
-                    outcomes[i] = outcome
-                    sys.stdout.write(out)
-                    sys.stdout.flush()
-                    sys.stderr.write(err)
-                    sys.stderr.flush()
-                    advance()
+                    outcomes[i] = _finished(outcome, out, err, advance)
         finally:
             _clusters.pop()
     if cluster is not None:
