@@ -155,9 +155,9 @@ def _flipped(kernel, nd: int):
     return np.ascontiguousarray(np.flip(kernel, axis=tuple(range(kernel.ndim - nd, kernel.ndim))))
 
 
-def _kernel(spec: str, src: Input, ctx: Context, normalize: str | None, resample_ir: bool,
-            what: str):
-    """A kernel for ``src``: parsed (cached per job), checked against memory, normalised."""
+def _kernel(spec: str, src: Input, ctx: Context, normalize: str | None, resample_ir: bool):
+    """A kernel for ``src``: parsed (cached per job: an impulse response is decoded once),
+    normalised. Its memory is checked with the stage (:func:`_check_memory`)."""
     key = (spec, src.kind, src.channels, src.rate, resample_ir) if isinstance(spec, str) else None
     ks = ctx.kernels.get(key) if key else None
     if ks is None:
@@ -200,7 +200,7 @@ class ConvolveStep(Step):
 
     def resolve(self, src: Input, ctx: Context) -> Stage:
         k, default_mode = _kernel(self.kernel, src, ctx, self.normalize_kernel,
-                                  self.resample_ir, "kernel")
+                                  self.resample_ir)
         return _filter_stage(self.name, src, k, self.opts, default_mode, ctx)
 
     def files(self) -> tuple[str, ...]:
@@ -252,7 +252,7 @@ class DSConvStep(Step):
 
     def resolve(self, src: Input, ctx: Context) -> Stage:
         k, default_mode = _kernel(self.depthwise, src, ctx, self.normalize_kernel,
-                                  self.resample_ir, "depthwise kernel")
+                                  self.resample_ir)
         r = _remix(self.pointwise, src, self.groups, self.shuffle, None, 0.0, 1.0)
         return _filter_stage(self.name, src, k, self.opts, default_mode, ctx, r)
 
