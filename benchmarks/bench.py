@@ -18,6 +18,8 @@ stream  whole-command 10-minute stereo float WAV convolved with a 3 s IR vs
 images  whole commands on a 12 MP photo-like PNG (and its 3 MP crop, 200 small
         PNGs) against libvips and ImageMagick, paired runs, with peak memory
         and the import time of an image command.
+big     a 20000x20000 RGB tiled TIFF (made here, 1.2 GB) blurred in chunks against
+        vips gaussblur, with the peak memory of both; the same on a LocalCluster.
 png     the PNG writer alone against libpng's fastest settings (imagecodecs:
         level 1, RLE, Average filter, pwfilter's previous default) and
         Pillow's default, on the 12 MP photo and on its blur.
@@ -559,9 +561,113 @@ def section_files(quick: bool, repeat: int) -> None:
                 p.kill()
 
 
+def tree_rss_run(args: list[str]) -> tuple[float, float]:
+    """Run a whole command; its wall time and the peak of the summed resident memory of
+    the process and all its descendants (Dask workers included), sampled every 20 ms."""
+    def tree(pid: int) -> list[int]:
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            try:
+                for task in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{task}/children") as fh:
+                        todo += [int(c) for c in fh.read().split()]
+            except OSError:
+                pass
+        return out
+
+    def rss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, sum(rss(p) for p in tree(proc.pid)))
+        time.sleep(0.02)
+    seconds = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(args)}")
+    return seconds, peak / 2**20
+
+
+def big_tiff(path: str, h: int, w: int, tile: int = 256) -> None:
+    """A photo-like RGB 8-bit tiled TIFF made tile row by tile row (never whole)."""
+    import tifffile
+
+    def tiles():
+        rng = np.random.default_rng(0)
+        x = np.arange(w, dtype=np.float32)
+        for r0 in range(0, h, tile):
+            y = np.arange(r0, r0 + tile, dtype=np.float32)[:, None]
+            base = 128 + 60 * np.sin(x / 700 + y / 900) + 40 * np.cos(x / 130 - y / 170)
+            band = np.empty((tile, w, 3), np.uint8)
+            for c in range(3):
+                band[..., c] = np.clip(base * (0.8 + 0.2 * c) + rng.normal(0, 12, (tile, w)),
+                                       0, 255)
+            for c0 in range(0, w, tile):
+                yield band[:, c0:c0 + tile]
+
+    tifffile.imwrite(path, tiles(), shape=(h, w, 3), dtype=np.uint8, tile=(tile, tile),
+                     photometric="rgb", bigtiff=h * w * 3 > 2**32 - 2**25)
+
+
+def section_big(quick: bool, repeat: int) -> None:
+    """An image bigger than the in-memory budget: chunked pwfilter against vips gaussblur
+    on the same tiled TIFF, paired; peak memory of each; then the same on a LocalCluster
+    of two workers (--scheduler local)."""
+    n = 8000 if quick else 20000
+    rounds = 2 if quick else 3
+    vips = shutil.which("vips")
+    pw = [sys.executable, "-m", "pwfilter"]
+    print(f"\n## big: {n}x{n} RGB 8-bit tiled TIFF ({n * n * 3 / 1e9:.1f} GB of samples, "
+          f"{n * n * 3 * 4 / 1e9:.1f} GB as float32) blurred sigma 3, {rounds} rounds taking "
+          "turns, medians (seconds; peak RSS of the process tree)")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("PWFILTER_BENCH_DIR")) as tmp:
+        src = os.path.join(tmp, "big.tif")
+        big_tiff(src, n, n)
+        ours, theirs = os.path.join(tmp, "ours.tif"), os.path.join(tmp, "vips.tif")
+        times: dict[str, list[float]] = {"pwfilter": [], "vips": []}
+        peaks: dict[str, float] = {"pwfilter": 0.0, "vips": 0.0}
+        for _ in range(rounds):
+            runs = [("pwfilter", pw + ["blur", src, "--sigma", "3", "-o", ours, "--overwrite",
+                                       "-q"])]
+            if vips:
+                runs.append(("vips", [vips, "gaussblur", src, theirs, "3"]))
+            for name, cmd in runs:
+                seconds, peak = tree_rss_run(cmd)
+                times[name].append(seconds)
+                peaks[name] = max(peaks[name], peak)
+        if not vips:
+            del times["vips"]
+        line = compare(times, "vips", "libvips")
+        ratio = (statistics.median(times["pwfilter"]) / statistics.median(times["vips"])
+                 if vips else None)
+        print(f"{'blur sigma 3, chunked':34} {line}" + (
+            f"   target <= 1.0: {'met' if ratio <= 1.0 else 'MISSED'}" if ratio else ""))
+        print(f"{'peak RSS':34} pwfilter {peaks['pwfilter']:.0f} MB"
+              + (f"   vips {peaks['vips']:.0f} MB" if vips else "")
+              + f"   target <= 1536 MB: {'met' if peaks['pwfilter'] <= 1536 else 'MISSED'}")
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            print("(Dask distributed not installed: the --scheduler row is skipped)")
+            return
+        seconds, peak = tree_rss_run(pw + ["blur", src, "--sigma", "3", "-o", ours,
+                                           "--overwrite", "-q", "--scheduler", "local",
+                                           "--jobs", "2"])
+        print(f"{'--scheduler local (2 workers)':34} {seconds:.3f} s, peak RSS of all its "
+              f"processes {peak:.0f} MB (a LocalCluster started and stopped by the command)")
+
+
 SECTIONS = {"engine": section_engine, "blur": section_blur, "remix": section_remix,
             "stream": section_stream, "images": section_images, "png": section_png,
-            "files": section_files}
+            "files": section_files, "big": section_big}
 
 
 def main() -> None:

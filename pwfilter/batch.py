@@ -42,6 +42,7 @@ class Common:
     stream_above: str | None = None
     skip_existing: bool = False
     scheduler: str | None = None
+    chunk: int | None = None
 
     def processes(self, inputs: int) -> int:
         """Worker processes for ``inputs`` files: ``--jobs`` (default: the cores), at most
@@ -298,8 +299,11 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
     from pwfilter.output import STDOUT, atomic_path, check_target, plan_output
     from pwfilter.steps import Input
 
+    zarr = False
     if name != "-":
-        m.read_source(name, name)  # a regular, readable file: nothing is opened before
+        zarr = os.path.isdir(name) and _is_zarr(name)
+        if not zarr:
+            m.read_source(name, name)  # a regular, readable file: nothing is opened before
     media = None
     if name == "-":  # the format (and so the suffix of a planned name) is known only now
         media = m.load_media(name, limits=common.limits)
@@ -316,7 +320,15 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
         return SKIPPED
     check_target(target, reads, common.overwrite)
     chain = None
-    if media is None and _is_audio_file(name, m):
+    sniffed = "ZARR" if zarr else None if name == "-" else _sniff(name, m)
+    if sniffed in ("TIFF", "NPY", "ZARR"):
+        done = _try_chunked(common, name, target, suffix, sniffed, job, ctx, options, m)
+        if done is not None:
+            if target != STDOUT:
+                written[os.path.realpath(target)] = name
+            report(common, name, target, *done, time.perf_counter() - start)
+            return
+    if media is None and sniffed in ("WAV", "FLAC", "OGG", "AIFF"):
         reader = audiofile.AudioReader(name, limits=common.limits)
         chain = job.resolve(Input.of(reader.meta(), reader.frames), ctx)  # also in memory
         if target != STDOUT:
@@ -378,8 +390,120 @@ def _sniff(name: str, m) -> str | None:
     return m.sniff_format(head, name)
 
 
-def _is_audio_file(name: str, m) -> bool:
-    return name != "-" and _sniff(name, m) in ("WAV", "FLAC", "OGG", "AIFF")
+def _is_zarr(name: str) -> bool:
+    from pwfilter.regions import is_zarr
+
+    return is_zarr(name)
+
+
+def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m):
+    """Filter a TIFF, Zarr or .npy image chunk by chunk when it is too large for memory
+    (or ``--chunk`` asks); None to use the in-memory path."""
+    import numpy as np
+
+    from pwfilter import chunked, limits, regions
+    from pwfilter.output import STDOUT
+    from pwfilter.steps import Input
+
+    if fmt == "NPY" and _npy_ndim(name) != 3:
+        return None  # a signal, or damage the in-memory loader names
+    try:
+        src = regions.open_source(name, name, fmt)
+    except PwfilterError:
+        if common.chunk or fmt == "ZARR":
+            raise
+        return None  # damage, or a layout only the whole-image decoder reads: its message
+    h, w, c = src.shape
+    # No shape: the whole image's memory check would refuse what chunks do within budget.
+    chain = job.resolve(Input("image", c, src.has_alpha, 0, (), 4, name), ctx)
+    need = limits.image_bytes(h * w, max(c, chain.c_out))
+    budget = common.limits.memory
+    if common.chunk:
+        why = f"--chunk {common.chunk}"
+    elif need > budget or fmt == "ZARR":
+        why = ("a Zarr image" if need <= budget else
+               f"in memory it would need about {limits.format_bytes(need)}, more than the "
+               f"limit of {limits.format_bytes(budget)}")
+    else:
+        common.detail(f"{name}: in memory (about {limits.format_bytes(need)} of working "
+                      f"memory, within the limit of {limits.format_bytes(budget)})")
+        return None
+    if common.max_pixels:
+        common.limits.check_pixels(w, h, name)
+    if target == STDOUT:
+        raise PwfilterError(f"{name}: a chunked image cannot go to standard output "
+                            "(give -o FILE.tif, .zarr or .npy)")
+    result = m.Media(np.zeros((0, 0, chain.c_out), np.uint8), "image", fmt, src.bits, name=name)
+    out_fmt = _output_format(target, suffix, result, m)
+    if out_fmt not in regions.REGION_FORMATS:
+        raise PwfilterError(f"{name}: filtered in chunks, the result is written as tiled TIFF, "
+                            f"Zarr or .npy, not {out_fmt} (name the output .tif, .zarr or .npy)")
+    dtype = chunked.output_dtype(src, out_fmt)
+    runner, workers = _chunk_runner(common)
+    edge = common.chunk or chunked.DEFAULT_CHUNK
+    while True:  # without --chunk, the largest chunks (down to 16) that fit the budget
+        work = chunked.make_job(chain, src, edge, dtype)
+        per_chunk = chunked.chunk_memory(work)
+        band = work.chunk[0] * work.grids[-1][1] * chain.c_out * np.dtype(dtype).itemsize
+        held = per_chunk * workers + 3 * band  # chunks at work; a row written, two coming
+        if held <= budget or common.chunk or edge <= 16:
+            break
+        edge //= 2
+    common.limits.check_memory(held, f"{name} (in chunks of {edge})")
+    common.detail(f"{name}: chunked ({why}): {chunked.describe(work)}, "
+                  f"{limits.format_bytes(per_chunk)} each, {workers} at a time")
+    clipped = [0]
+
+    def bands():
+        for _, _, pieces, n in chunked.output_bands(work, runner):
+            clipped[0] += n
+            yield pieces
+
+    shape = work.out_shape
+    if out_fmt == "ZARR":
+        from pwfilter.output import atomic_dir
+
+        with atomic_dir(target, common.overwrite) as tmp:
+            regions.write_zarr(tmp, shape, dtype, bands(), work.chunk)
+    else:
+        from pwfilter.output import atomic_path
+
+        with atomic_path(target, common.overwrite) as tmp:
+            if out_fmt == "NPY":
+                regions.write_npy(tmp, shape, dtype, bands())
+            else:
+                regions.write_tiff(tmp, shape, dtype, bands(), compression=options.compression,
+                                   has_alpha=chain.alpha_out)
+    facts = {"plans": chunked.plans(work), "normalized": chain.normalize, "shape": list(shape)}
+    return result.replace(format=out_fmt), facts, clipped[0]
+
+
+def _npy_ndim(name: str) -> int:
+    from pwfilter.regions import npy_header
+
+    try:
+        with open(name, "rb") as fh:
+            shape, _, _ = npy_header(fh)
+    except Exception:  # noqa: BLE001 - the loader reports damage
+        return 0
+    return len(shape)
+
+
+def _chunk_runner(common: Common):
+    """Where chunks run: Dask tasks when this runs on a cluster's worker (``--scheduler``),
+    else local threads, one chunk per core."""
+    from pwfilter import chunked
+
+    if common.scheduler:
+        try:
+            from distributed import get_worker, worker_client
+
+            get_worker()
+        except (ImportError, ValueError):
+            pass
+        else:
+            return chunked.ClusterRunner(worker_client), 2
+    return chunked.LocalRunner(os.cpu_count() or 1), os.cpu_count() or 1
 
 
 def _try_stream(common: Common, name, target, suffix, chain, reader, options, m):
@@ -517,8 +641,14 @@ def describe_each(inputs: tuple[str, ...], *, as_json: bool, max_pixels: int | N
         if as_json:
             click.echo(json.dumps(d))
         elif d["kind"] == "image":
+            more = "".join(f", {d[k]}" for k in ("dtype", "tiling")
+                           if d.get(k) and not (k == "dtype" and d[k] in ("uint8", "uint16")))
+            if d.get("compression"):
+                more += (", uncompressed" if d["compression"] == "none"
+                         else f", {d['compression']} compressed")
+            big = ", BigTIFF" if d.get("bigtiff") else ""
             click.echo(f"{d['input']}: image {d['format']} {d['width']}x{d['height']} "
-                       f"{d['mode']} {d['bits']}-bit, {d['channels']} channel(s)")
+                       f"{d['mode']} {d['bits']}-bit, {d['channels']} channel(s){more}{big}")
         else:
             dur = f", {d['duration']:.3f} s" if d.get("duration") is not None else ""
             rate = f" {d['rate']} Hz" if d.get("rate") else ""

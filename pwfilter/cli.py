@@ -60,15 +60,18 @@ def common_options(fn):
         click.option("--stream-above", metavar="SIZE",
                      help="Stream audio whose in-memory working set would exceed SIZE "
                           "(default 256M; 0 always streams)."),
+        click.option("--chunk", type=click.IntRange(16, 1 << 20), metavar="N",
+                     help="Filter TIFF, Zarr and .npy images in chunks of N x N pixels "
+                          "(default: only when too large for memory, in chunks of 1024)."),
     ]
 
     @functools.wraps(fn)
     def wrapper(*args, output, fmt, overwrite, as_json, jobs, skip_existing, scheduler, debug,
                 quiet, verbose, quality, compression, max_pixels, max_memory, stream_above,
-                **kwargs):
+                chunk, **kwargs):
         common = Common(output, fmt, overwrite, as_json, jobs, debug, quiet, verbose, quality,
                         compression, max_pixels, max_memory, stream_above, skip_existing,
-                        scheduler)
+                        scheduler, chunk)
         return fn(*args, common=common, **kwargs)
 
     for option in reversed(options):

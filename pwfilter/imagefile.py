@@ -29,7 +29,7 @@ def _png_header(data: bytes, name: str) -> tuple[int, int, int, int]:
 
 
 
-def _quiet_codec_logs() -> None:
+def quiet_codec_logs() -> None:
     """imagecodecs reports libpng's warnings ("PNG warning: iCCP: too short") through
     ``logging``, which prints them on stderr when nothing handles them: pwfilter reports
     every problem itself, in one line (``--debug`` shows them)."""
@@ -37,12 +37,14 @@ def _quiet_codec_logs() -> None:
 
     if "--debug" in sys.argv:
         return
-    log = logging.getLogger("imagecodecs")
-    log.addHandler(logging.NullHandler())
-    log.propagate = False
+    for name in ("imagecodecs", "tifffile"):  # tifffile: "invalid offset to first page"...
+        log = logging.getLogger(name)
+        if log.propagate:
+            log.addHandler(logging.NullHandler())
+            log.propagate = False
 
 
-_quiet_codec_logs()
+quiet_codec_logs()
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
 
 
@@ -85,7 +87,7 @@ def load_image(data: bytes, fmt: str, name: str, limits: Limits) -> Media:
     try:
         if fmt == "PNG":
             width, height, depth, color = check_png(data, name)
-            _check_decode(limits, width, height, {0: 1, 2: 3, 4: 2}.get(color, 4), name)
+            _check_whole(limits, width, height, {0: 1, 2: 3, 4: 2}.get(color, 4), name, fmt)
             if color != 3 and depth >= 8:
                 import imagecodecs
 
@@ -98,7 +100,8 @@ def load_image(data: bytes, fmt: str, name: str, limits: Limits) -> Media:
             return _image_from_array(imagecodecs.tiff_decode(data), fmt, name)
         Image.MAX_IMAGE_PIXELS = None  # our own limit applies, before decoding
         with Image.open(io.BytesIO(data)) as im:
-            _check_decode(limits, im.width, im.height, min(len(im.getbands()) + 1, 4), name)
+            _check_whole(limits, im.width, im.height, min(len(im.getbands()) + 1, 4), name,
+                         fmt)
             return _image_from_array(_pillow_array(im), fmt, name)
     except PwfilterError:
         raise
@@ -117,6 +120,20 @@ def _check_decode(limits: Limits, width: int, height: int, channels: int, name: 
 
     limits.check_pixels(width, height, name)
     limits.check_memory(image_bytes(int(width) * int(height), channels), name)
+
+
+def _check_whole(limits: Limits, width: int, height: int, channels: int, name: str,
+                 fmt: str) -> None:
+    """:func:`_check_decode` for formats decoded only whole: a refusal says how to make
+    the image a tiled TIFF, which is filtered in chunks."""
+    try:
+        _check_decode(limits, width, height, channels, name)
+    except PwfilterError as exc:
+        if "working memory" not in str(exc):
+            raise
+        raise PwfilterError(f"{exc}; a {fmt} is decoded whole: convert it to a tiled TIFF, "
+                            "which is filtered in chunks (vips tiffsave IN OUT.tif --tile "
+                            "--bigtiff)") from None
 
 
 
@@ -220,8 +237,12 @@ def _pillow_array(im) -> np.ndarray:
 
 
 def _image_from_array(arr: np.ndarray, fmt: str, name: str) -> Media:
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise PwfilterError(f"{name}: {arr.dtype} samples are not supported (8- or 16-bit only)")
+    if fmt == "TIFF" and arr.dtype == np.float32:
+        if not np.isfinite(arr).all():
+            raise PwfilterError(f"{name}: the image holds NaN or Inf values")
+    elif arr.dtype not in (np.uint8, np.uint16):
+        raise PwfilterError(f"{name}: {arr.dtype} samples are not supported (8- or 16-bit "
+                            "integers; 32-bit float in TIFF)")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
@@ -231,6 +252,9 @@ def _image_from_array(arr: np.ndarray, fmt: str, name: str) -> Media:
 
 
 def image_bits_for(media: Media, fmt: str) -> int:
+    """8, 16 or 32 (float, TIFF only) bits per sample of ``media`` written as ``fmt``."""
+    if fmt == "TIFF" and media.bits == 32:
+        return 32
     if fmt in ("PNG", "TIFF") and media.bits == 16:
         return 16
     return 8
@@ -240,6 +264,8 @@ def image_bits_for(media: Media, fmt: str) -> int:
 def image_samples(media: Media, bits: int, workers: int = 1) -> tuple[np.ndarray, int]:
     """The image's samples as ``bits``-bit integers, C order; and how many values clipped."""
     samples = media.samples
+    if bits == 32:
+        return np.ascontiguousarray(media.data, dtype=np.float32), 0
     target = np.uint16 if bits == 16 else np.uint8
     if samples.dtype == target:
         return np.ascontiguousarray(samples), 0

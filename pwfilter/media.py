@@ -36,7 +36,7 @@ IMAGE_SUFFIXES = {
 }
 FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp",
                  "NPY": ".npy", "WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "AIFF": ".aiff",
-                 "MP3": ".mp3", "W64": ".w64", "RF64": ".wav", "CAF": ".caf"}
+                 "MP3": ".mp3", "W64": ".w64", "RF64": ".wav", "CAF": ".caf", "ZARR": ".zarr"}
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 #: Normalizing factors of integer image samples.
 INTEGER_SCALE = {np.uint8: 1.0 / 255.0, np.uint16: 1.0 / 65535.0}
@@ -258,6 +258,10 @@ def format_for_suffix(suffix: str, kind: str) -> str:
     suffix = suffix.lower() if suffix.startswith(".") else "." + suffix.lower()
     if suffix == ".npy":
         return "NPY"
+    if suffix == ".zarr":
+        if kind != "image":
+            raise PwfilterError(f"cannot write {kind} as .zarr (an image store)")
+        return "ZARR"
     if suffix in IMAGE_SUFFIXES:
         if kind != "image":
             raise PwfilterError(f"cannot write {kind} as {suffix} (an image format)")
@@ -302,14 +306,16 @@ def quantize(data: np.ndarray, lo: float, hi: float, scale: float, dtype,
         with np.errstate(over="ignore"):  # huge finite values become ±Inf: clipped below
             t = np.multiply(src, work(scale), dtype=work)
         clipped = 0
-        if not (t.min() >= lo - 1 and t.max() <= hi + 1):  # also false for NaN
+        least, most = t.min(), t.max()
+        if not (least >= lo - 1 and most <= hi + 1):  # also false for NaN
             bad = ~np.isfinite(src) if src.dtype.kind == "f" else np.zeros(src.shape, bool)
             nbad = int(np.count_nonzero(bad))
             if nbad:
                 t[bad] = 0
             clipped = int(np.count_nonzero((t < lo - 1) | (t > hi + 1))) + nbad
         np.rint(t, out=t)
-        np.clip(t, lo, hi, out=t)
+        if not (least >= lo and most <= hi):  # within the range, rounding stays inside it
+            np.clip(t, lo, hi, out=t)
         out[a:a + step] = t
         return clipped
 
@@ -326,6 +332,10 @@ def save_notes(source: Media, result: Media, fmt: str) -> list[str]:
     if result.kind == "image" and source.bits == 16 and fmt in IMAGE_FORMATS \
             and image_bits_for(result, fmt) == 8:
         notes.append(f"{fmt} holds 8 bits per sample: the 16-bit result is reduced to 8 bits")
+    if result.kind == "image" and source.bits == 32 and fmt in IMAGE_FORMATS \
+            and image_bits_for(result, fmt) != 32:
+        notes.append(f"{fmt} holds integers: the float result is quantized to "
+                     f"{image_bits_for(result, fmt)} bits (values outside [0, 1] clip)")
     if result.kind == "audio" and fmt not in ("NPY",) and not result.rate:
         notes.append("no sample rate in the input: the audio file is written at 48000 Hz")
     return notes
@@ -372,9 +382,15 @@ def write_media(media: Media, target: str | BinaryIO, fmt: str,
 def describe_file(source: str, *, limits: Limits = Limits()) -> dict:
     """Facts for ``pwfilter info``; audio is described from its header alone."""
     name = "<stdin>" if source == "-" else source
+    from pwfilter import regions
+
+    if source != "-" and regions.is_zarr(source):
+        return _describe_region(regions.open_source(source, name, "ZARR"))
     blob = read_source(source, name)
     head = blob[:64] if blob is not None else _read_head(source)
     fmt = sniff_format(head, name)
+    if fmt == "TIFF" and blob is None:
+        return _describe_region(regions.open_source(source, name, "TIFF"))
     if blob is None and fmt not in IMAGE_FORMATS | {"NPY"}:
         if fmt is None and _sniff_soundfile(source, None) is None:
             raise PwfilterError(f"{name}: not a recognised image, audio or .npy file")
@@ -398,16 +414,35 @@ def describe_file(source: str, *, limits: Limits = Limits()) -> dict:
     return describe(_decode(source, blob, name, limits))
 
 
+def _describe_region(src) -> dict:
+    """Facts of a TIFF or Zarr image from its directory or metadata (no pixel is read)."""
+    h, w, c = src.shape
+    bits = src.bits
+    out = {"input": src.name, "kind": "image", "format": src.format, "width": w,
+           "height": h, "channels": c,
+           "mode": MODES.get(c, f"{c}ch") if src.format == "TIFF" or c <= 4 else f"{c}ch",
+           "bits": bits, "dtype": str(src.dtype), "tiling": src.facts.get("tiling")}
+    for key in ("compression", "bigtiff", "axes"):
+        if src.facts.get(key) is not None:
+            out[key] = src.facts[key]
+    return out
+
+
 def _describe_npy(path, name: str, limits: Limits) -> dict:
     """Facts of a ``.npy`` from its header (the array is mapped, not read)."""
     from pwfilter.specs import load_npy
 
     with open(path, "rb") as fh:
         try:
-            version = np.lib.format.read_magic(fh)
-            shape, _, dtype = np.lib.format._read_array_header(fh, version)
+            from pwfilter.regions import npy_header
+
+            shape, _, dtype = npy_header(fh)
+            short = fh.tell() + int(np.prod(shape)) * dtype.itemsize > \
+                os.fstat(fh.fileno()).st_size
         except Exception:  # noqa: BLE001 - any damage: the full loader names it
             return describe(_load_npy(path, None, name, limits))
+    if short:  # cut short: the full loader names the damage
+        return describe(_load_npy(path, None, name, limits))
     if dtype.kind not in "biuf" or len(shape) not in (1, 2, 3) or 0 in shape:
         load_npy(path, name)  # an object array or the like: its error
         raise PwfilterError(f"{name}: .npy must hold a non-empty 1-, 2- or 3-D numeric array, "

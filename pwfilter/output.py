@@ -183,11 +183,52 @@ def _named(tmp: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
     finally:
         _live.discard(tmp)
+
+
+def _remove(path: str) -> None:
+    """Remove a temporary file, or a temporary folder with what is in it."""
+    import shutil
+
+    with contextlib.suppress(OSError):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str, overwrite: bool) -> Iterator[str]:
+    """Yield a new temporary folder for ``target`` (a folder output such as Zarr), renamed
+    into place only on success; removed on any failure, by the interrupt path, and — if
+    the process was killed — by the next run into that folder (:func:`remove_stale`).
+    An existing ``target`` is replaced only with ``overwrite``."""
+    folder = os.path.dirname(target) or "."
+    remove_stale(folder)
+    if os.path.lexists(target) and not overwrite:
+        raise PwfilterError(f"{target}: exists (use --overwrite to replace it)")
+    try:
+        tmp = tempfile.mkdtemp(prefix=f".pwfilter-{os.getpid()}-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise PwfilterError(f"{target}: cannot write ({exc.strerror})") from None
+    try:
+        with _named(tmp):
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())
+            old = None
+            if os.path.lexists(target):
+                if not overwrite:
+                    raise PwfilterError(f"{target}: exists (use --overwrite to replace it)")
+                old = os.path.join(folder, f".pwfilter-{os.getpid()}-{_random8()}.tmp")
+                os.rename(target, old)
+            os.rename(tmp, target)
+            if old is not None:
+                _remove(old)
+    except OSError as exc:
+        raise PwfilterError(f"{target}: cannot write ({exc.strerror or exc})") from None
 
 
 def _link(source: str, target: str) -> None:
@@ -243,9 +284,8 @@ def remove_stale(folder: str) -> list[str]:
         m = TEMP_PATTERN.match(name)
         if not m or _alive(int(m.group(1))):
             continue
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(folder, name))
-            removed.append(name)
+        _remove(os.path.join(folder, name))
+        removed.append(name)
     return removed
 
 
@@ -264,9 +304,24 @@ def _alive(pid: int) -> bool:
 def remove_temporaries() -> None:
     """Remove this process's unpublished named temporaries (for the interrupt path, which
     exits without unwinding the work)."""
+    import sys
+    import time
+
+    if any(os.path.isdir(tmp) for tmp in _live) and "zarr.core.sync" in sys.modules:
+        # A folder output being written by Zarr's I/O thread: stop it, then remove the
+        # folder until no write in flight recreates a part of it.
+        with contextlib.suppress(Exception):
+            sys.modules["zarr.core.sync"].cleanup_resources()
     for tmp in list(_live):
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        folder = os.path.isdir(tmp)
+        _remove(tmp)
+        for _ in range(20 if folder else 0):
+            time.sleep(0.02)
+            if not os.path.lexists(tmp):
+                time.sleep(0.02)
+                if not os.path.lexists(tmp):
+                    break
+            _remove(tmp)
 
 
 def _publish(tmp: str, target: str, overwrite: bool) -> None:

@@ -88,12 +88,25 @@ def backend() -> str:
 @contextlib.contextmanager
 def _threads(cv2, workers: int):
     """OpenCV's own thread count for the calls inside, restored after."""
-    old = cv2.getNumThreads()
-    cv2.setNumThreads(max(1, workers))
+    old, want = cv2.getNumThreads(), max(1, workers)
+    if old == want:  # changing it rebuilds OpenCV's pool: calls in other threads wait
+        yield
+        return
+    cv2.setNumThreads(want)
     try:
         yield
     finally:
         cv2.setNumThreads(old)
+
+
+def single_threaded() -> None:
+    """OpenCV's calls on one thread from now on in this process (for many calls at once in
+    threads, such as chunks: each call's ``_threads`` then changes nothing, where setting
+    the count back and forth made concurrent calls wait for each other — measured: two
+    chunk threads ran no faster than one)."""
+    cv2 = opencv()
+    if cv2 is not None and cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
 
 
 def _borders(cv2) -> dict[str, int]:
@@ -144,20 +157,24 @@ def _run(cv2, x: np.ndarray, g: Geometry, boundary: str, call, workers: int) -> 
     if boundary != "wrap" and pt + pb == kh - 1 and pl + pr == kw - 1:
         src, anchor, border = x, (pl, pt), borders[boundary]  # OpenCV extends by itself
         above, below = pt, pb
+        ax, ay = 0, 0
     else:
         src = x
         if pt or pb or pl or pr:
             src = cv2.copyMakeBorder(x, pt, pb, pl, pr, borders[boundary])
             src = src.reshape(src.shape[:2] + (x.shape[2],))
-        anchor, border = (0, 0), cv2.BORDER_CONSTANT
+        # The kernel's centre as anchor, the outputs read shifted by it: OpenCV's fast path
+        # for symmetric kernels needs a centred anchor (measured 2x faster than (0, 0)).
+        anchor, border = (kw // 2, kh // 2), cv2.BORDER_CONSTANT
         above, below = 0, kh - 1
+        ax, ay = anchor
     strips = _strips(out_h, max(2 * kh, 32), workers, src.shape[0] * src.shape[1])
 
     def strip(bounds):
         a, b = bounds
         s0, s1 = max(0, a - above), min(src.shape[0], b + below)
         y = call(src[s0:s1], anchor, border)
-        return y.reshape(s1 - s0, -1, x.shape[2])[a - s0:b - s0, :out_w]
+        return y.reshape(s1 - s0, -1, x.shape[2])[a - s0 + ay:b - s0 + ay, ax:ax + out_w]
 
     if len(strips) == 1:
         return strip(strips[0])

@@ -109,7 +109,7 @@ def run_on_cluster(common, inputs: tuple[str, ...], command: str, job, suffix,
     cluster = None
     try:
         if address == "local":
-            cluster = LocalCluster(n_workers=common.processes(len(inputs)),
+            cluster = LocalCluster(n_workers=common.jobs or os.cpu_count() or 1,
                                    threads_per_worker=1, processes=True,
                                    dashboard_address=None)
             client = Client(cluster)

@@ -1,0 +1,370 @@
+"""Images bigger than memory: chunked results equal whole-image results.
+
+Two references: the whole-image path (itself checked against SciPy in
+test_engine), and here directly ``scipy.ndimage.convolve`` with the matching
+mode, so a chunking bug that the whole-image path shared could not hide.
+Files are small; ``--chunk`` forces the chunked path, ``--max-memory`` makes
+it the automatic choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage
+
+from conftest import ROOT, rand_u8, rand_u16, run, snapshot
+from pwfilter import chunked, engine, ops, regions
+from pwfilter.stages import Chain, Stage
+
+SCIPY_MODE = {"reflect": "reflect", "mirror": "mirror", "nearest": "nearest", "wrap": "wrap",
+              "zero": "constant"}
+
+
+def smooth(shape, seed=0) -> np.ndarray:
+    """Values in [0, 1] with structure at every scale (edges matter for boundaries)."""
+    rng = np.random.default_rng(seed)
+    return rng.random(shape).astype(np.float32)
+
+
+def kernel(shape, seed=1, normalized=True) -> np.ndarray:
+    k = np.random.default_rng(seed).random(shape).astype(np.float32) - 0.2
+    return k / k.sum() if normalized else k
+
+
+def chunked_result(chain: Chain, image: np.ndarray, chunk, runner=None) -> np.ndarray:
+    job = chunked.make_job(chain, regions.ArraySource(image), chunk, np.float32)
+    runner = runner or chunked.LocalRunner(2)
+    rows = [np.concatenate([p for _, _, p in pieces], axis=1)
+            for _, _, pieces, _ in chunked.output_bands(job, runner)]
+    return np.concatenate(rows, axis=0)
+
+
+def whole_result(chain: Chain, image: np.ndarray) -> np.ndarray:
+    y, _ = chain.run(image)
+    return y
+
+
+# ------------------------------------------------------------------ the index rule
+
+
+@pytest.mark.parametrize("boundary", engine.BOUNDARIES)
+@pytest.mark.parametrize("pad", [(0, 0), (2, 1), (7, 9), (12, 0)])
+def test_padded_index_is_np_pad_of_the_whole_axis(boundary, pad):
+    n = 5
+    values = np.arange(10, 10 + n)
+    mode = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap",
+            "zero": "constant"}[boundary]
+    want = np.pad(values, pad, mode=mode)
+    idx = chunked.padded_index(n, pad, boundary)
+    got = np.where(idx >= 0, values[np.clip(idx, 0, n - 1)], 0)
+    assert np.array_equal(got, want)
+
+
+def test_take_by_slices_equals_numpy_take():
+    a = np.random.default_rng(0).random((40, 30, 3))
+    rng = np.random.default_rng(1)
+    cases = [np.r_[3, 2, 1, 0, 0, 1, 2, 3], np.r_[29, 29, 0, 1, 2], np.r_[27, 28, 29, 0, 1],
+             np.r_[5], np.r_[2, 1, 0, 1, 2, 3, 3, 2]]
+    cases += [rng.integers(0, 30, rng.integers(1, 25)) for _ in range(200)]
+    for pos in cases:
+        assert np.array_equal(chunked._take(a, pos, 1), a.take(pos, 1))
+        assert np.array_equal(chunked._take(a, pos, 0), a.take(pos, 0))
+
+
+# ------------------------------------------------------------------ every boundary x mode
+
+
+@pytest.mark.parametrize("boundary", engine.BOUNDARIES)
+@pytest.mark.parametrize("mode", ["same", "full", "valid"])
+@pytest.mark.parametrize("kshape", [(5, 5), (4, 6), (2, 7)])
+def test_every_boundary_and_mode_equals_the_whole_image(boundary, mode, kshape):
+    image = smooth((37, 53, 3))
+    chain = Chain((Stage("convolve", "image", 3, kernel=kernel(kshape), mode=mode,
+                         boundary=boundary),))
+    want = whole_result(chain, image)
+    for chunk in (7, (16, 11), 100):  # chunks that do not divide the image, and one chunk
+        got = chunked_result(chain, image, chunk)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"chunk {chunk}")
+
+
+@pytest.mark.parametrize("boundary", engine.BOUNDARIES)
+def test_same_mode_matches_scipy_directly(boundary):
+    """Independent of the whole-image path: ndimage.convolve with the same extension
+    (an odd kernel: ndimage's origin convention is then the same as ours)."""
+    image = smooth((41, 29, 1))
+    k = kernel((7, 5), seed=3)
+    chain = Chain((Stage("convolve", "image", 1, kernel=k, boundary=boundary),))
+    got = chunked_result(chain, image, 9)[:, :, 0]
+    want = ndimage.convolve(image[:, :, 0].astype(np.float64), k.astype(np.float64),
+                            mode=SCIPY_MODE[boundary], cval=0.0)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_wrap_takes_the_opposite_edge_of_the_image_not_of_the_chunk():
+    """dask-image's map_overlap wraps within the chunk (its issue #242): a bright column
+    at the image's right edge must show up at the left edge's output, and nowhere
+    inside the image's interior chunk borders."""
+    image = np.zeros((24, 24, 1), np.float32)
+    image[:, -1] = 1.0
+    k = np.zeros((1, 3), np.float32)
+    k[0, 2] = 1.0  # y[j] = x[j - 1]: the left edge reads the wrapped right column
+    chain = Chain((Stage("convolve", "image", 1, kernel=k, boundary="wrap"),))
+    got = chunked_result(chain, image, 8)[:, :, 0]
+    assert np.all(got[:, 0] == 1.0)
+    assert np.all(got[:, 8] == 0.0) and np.all(got[:, 16] == 0.0)
+
+
+def test_kernel_larger_than_the_chunk_and_the_image():
+    image = smooth((13, 17, 2))
+    for boundary in engine.BOUNDARIES:
+        chain = Chain((Stage("convolve", "image", 2, kernel=kernel((31, 40)),
+                             boundary=boundary),))
+        np.testing.assert_allclose(chunked_result(chain, image, 4), whole_result(chain, image),
+                                   atol=1e-5, err_msg=boundary)
+
+
+def test_per_channel_kernels_and_separable_blur():
+    image = smooth((50, 45, 3))
+    per_channel = np.stack([kernel((5, 5), seed=s) for s in range(3)])
+    for k in (per_channel, ops.blur_kernel("gaussian", 2, sigma=2.5)):
+        chain = Chain((Stage("c", "image", 3, kernel=k, boundary="mirror"),))
+        np.testing.assert_allclose(chunked_result(chain, image, 12),
+                                   whole_result(chain, image), atol=1e-5)
+
+
+def test_remix_changing_the_channel_count_and_a_two_stage_chain():
+    image = smooth((33, 47, 3))
+    gray = ops.Remix(np.array([[0.299, 0.587, 0.114]], np.float32), None, False)
+    remix = Chain((Stage("remix", "image", 3, remix=gray),))
+    np.testing.assert_allclose(chunked_result(remix, image, 10), whole_result(remix, image),
+                               atol=1e-6)
+    two = Chain((Stage("blur", "image", 3, kernel=kernel((5, 4)), boundary="reflect"),
+                 Stage("remix", "image", 3, remix=gray),
+                 Stage("convolve", "image", 1, kernel=kernel((3, 6), seed=5),
+                       boundary="wrap", mode="full")))
+    got = chunked_result(two, image, (9, 13))
+    assert got.shape == (33 + 2, 47 + 5, 1)
+    np.testing.assert_allclose(got, whole_result(two, image), atol=1e-5)
+
+
+def test_normalize_scales_by_the_whole_image_peak():
+    image = smooth((30, 30, 1)) * 0.25
+    chain = Chain((Stage("c", "image", 1, kernel=kernel((3, 3), normalized=False)),),
+                  normalize=True)
+    got = chunked_result(chain, image, 7)
+    np.testing.assert_allclose(got, whole_result(chain, image), atol=1e-5)
+    assert np.isclose(np.abs(got).max(), 1.0)
+
+
+def test_on_a_local_dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    image = smooth((40, 36, 3))
+    chain = Chain((Stage("convolve", "image", 3, kernel=kernel((6, 5)), boundary="wrap"),))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        runner = chunked.ClusterRunner(lambda: contextlib.nullcontext(client))
+        got = chunked_result(chain, image, 11, runner)
+        ran_on = set(client.run(lambda: 1))
+    assert len(ran_on) == 2
+    np.testing.assert_allclose(got, whole_result(chain, image), atol=1e-5)
+
+
+# ------------------------------------------------------------------ files, through the CLI
+
+
+def tiled(path, arr, tile=(32, 32), **kw):
+    tifffile.imwrite(path, arr, tile=tile, photometric="rgb" if arr.ndim == 3 and
+                     arr.shape[2] >= 3 else "minisblack", **kw)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["u8", "u16", "f32", "striped"])
+def test_chunked_tiff_equals_the_whole_image_run(tmp_path, kind):
+    shape = (150, 170, 3)
+    arr = {"u8": rand_u8(shape), "u16": rand_u16(shape), "f32": smooth(shape),
+           "striped": rand_u8(shape, seed=4)}[kind]
+    src = tmp_path / "in.tif"
+    if kind == "striped":
+        tifffile.imwrite(src, arr, rowsperstrip=16, photometric="rgb")
+    else:
+        tiled(src, arr)
+    whole = run("blur", src, "--sigma", "2", "-o", tmp_path / "whole.tif")
+    parts = run("blur", src, "--sigma", "2", "-o", tmp_path / "parts.tif", "--chunk", "40",
+                "-v")
+    assert whole.code == 0 and parts.code == 0, parts.stderr
+    assert "chunked (--chunk 40)" in parts.stderr
+    a, b = tifffile.imread(tmp_path / "parts.tif"), tifffile.imread(tmp_path / "whole.tif")
+    assert a.dtype == arr.dtype and a.shape == arr.shape
+    assert tifffile.TiffFile(tmp_path / "parts.tif").pages.first.is_tiled
+    if kind == "f32":
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    else:
+        assert np.abs(a.astype(np.int64) - b.astype(np.int64)).max() <= 1
+    ref = ndimage.gaussian_filter(arr.astype(np.float64), (2, 2, 0), mode="reflect",
+                                  truncate=4.0)
+    assert np.abs(a.astype(np.float64) - ref).max() <= (1e-4 if kind == "f32" else 1.0)
+
+
+def test_memory_budget_chooses_chunks_and_says_why(tmp_path):
+    src = tiled(tmp_path / "in.tif", rand_u8((200, 220, 3)))
+    small = run("blur", src, "-o", tmp_path / "small.tif", "--max-memory", "1M", "-v")
+    assert small.code == 0, small.stderr
+    assert "chunked (in memory it would need about" in small.stderr
+    assert "more than the limit of 1.0 MiB" in small.stderr
+    roomy = run("blur", src, "-o", tmp_path / "roomy.tif", "-v")
+    assert "in memory (about" in roomy.stderr
+    a = tifffile.imread(tmp_path / "small.tif").astype(int)
+    assert np.abs(a - tifffile.imread(tmp_path / "roomy.tif")).max() <= 1
+
+
+def test_every_command_runs_chunked(tmp_path):
+    src = tiled(tmp_path / "in.tif", rand_u8((90, 100, 3), seed=2))
+    np.save(tmp_path / "k.npy", kernel((4, 5)))
+    commands = {
+        "convolve": ["convolve", src, tmp_path / "k.npy", "--boundary", "wrap"],
+        "remix": ["remix", src, "--matrix", "0.299 0.587 0.114"],
+        "dsconv": ["dsconv", src, "--depthwise", "box:1", "--pointwise", "0.5 0.5 0"],
+        "chain": ["chain", src, "--", "blur", "--sigma", "1.5", "+", "remix", "--matrix",
+                  "sepia"],
+    }
+    for name, args in commands.items():
+        stages = args[args.index("--"):] if "--" in args else []
+        args = args[:len(args) - len(stages)]
+        whole = run(*args, "-o", tmp_path / f"{name}.w.tif", *stages)
+        parts = run(*args, "-o", tmp_path / f"{name}.c.tif", "--chunk", "32", *stages)
+        assert whole.code == 0 and parts.code == 0, (name, parts.stderr)
+        a = tifffile.imread(tmp_path / f"{name}.c.tif").astype(int)
+        b = tifffile.imread(tmp_path / f"{name}.w.tif").astype(int)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name
+
+
+def test_npy_and_zarr_in_and_out(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    arr = smooth((70, 80, 3))
+    np.save(tmp_path / "in.npy", arr)
+    whole = run("blur", tmp_path / "in.npy", "-o", tmp_path / "w.npy")
+    parts = run("blur", tmp_path / "in.npy", "-o", tmp_path / "c.npy", "--chunk", "24")
+    assert whole.code == 0 and parts.code == 0, parts.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "c.npy"), np.load(tmp_path / "w.npy"),
+                               atol=1e-5)
+    to_zarr = run("blur", tmp_path / "in.npy", "-o", tmp_path / "c.zarr", "--chunk", "24")
+    assert to_zarr.code == 0, to_zarr.stderr
+    z = zarr.open(str(tmp_path / "c.zarr"), mode="r")
+    np.testing.assert_allclose(z[:], np.load(tmp_path / "w.npy"), atol=1e-5)
+    back = run("blur", tmp_path / "c.zarr", "-o", tmp_path / "twice.npy")
+    assert back.code == 0, back.stderr
+    again = run("blur", tmp_path / "w.npy", "-o", tmp_path / "twice_ref.npy")
+    assert again.code == 0, again.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "twice.npy"),
+                               np.load(tmp_path / "twice_ref.npy"), atol=1e-5)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".pwfilter")]
+
+
+def test_ome_zarr_full_resolution_level_channel_first(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    arr = rand_u8((3, 60, 50), seed=7)  # OME-Zarr stores (c, y, x)
+    root = zarr.open_group(str(tmp_path / "img.zarr"), mode="w", zarr_format=2)
+    root.create_array("0", data=arr, chunks=(3, 32, 32))
+    root.create_array("1", data=arr[:, ::2, ::2], chunks=(3, 32, 32))
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": [
+        {"name": "c", "type": "channel"}, {"name": "y", "type": "space"},
+        {"name": "x", "type": "space"}], "datasets": [{"path": "0"}, {"path": "1"}]}]
+    info = run("info", tmp_path / "img.zarr")
+    assert info.code == 0 and "50x60 RGB 8-bit" in info.stdout.decode(), info.stderr
+    out = run("remix", tmp_path / "img.zarr", "--matrix", "1 0 0", "-o", tmp_path / "r.npy")
+    assert out.code == 0, out.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "r.npy")[:, :, 0], arr[0] / 255, atol=1e-6)
+
+
+def test_big_png_is_refused_with_the_tiled_tiff_advice(tmp_path):
+    import imagecodecs
+
+    (tmp_path / "big.png").write_bytes(imagecodecs.png_encode(rand_u8((400, 400, 3))))
+    r = run("blur", tmp_path / "big.png", "--max-memory", "1M")
+    assert r.code == 1
+    [line] = r.stderr_lines
+    assert "tiled TIFF" in line and "vips tiffsave" in line
+    to_png = run("blur", tiled(tmp_path / "t.tif", rand_u8((64, 64, 3))), "--chunk", "32",
+                 "-o", tmp_path / "out.png")
+    assert to_png.code == 1 and "tiled TIFF, Zarr or .npy" in to_png.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_info_reads_no_pixels(tmp_path):
+    """The tile data are garbage: info still gives shape, tiling and type; a filter names
+    the corrupt tile in one line and leaves no output."""
+    src = tiled(tmp_path / "in.tif", rand_u8((96, 64, 3)), compression="zlib")
+    page = tifffile.TiffFile(src).pages.first
+    offset, count = int(page.dataoffsets[4]), int(page.databytecounts[4])
+    data = bytearray(src.read_bytes())
+    data[offset:offset + count] = b"\x00" * count
+    src.write_bytes(bytes(data))
+    info = run("info", src, "--json")
+    assert info.code == 0, info.stderr
+    import json
+
+    facts = json.loads(info.stdout)
+    assert (facts["width"], facts["height"], facts["channels"]) == (64, 96, 3)
+    assert facts["tiling"] == "tiles of 32x32" and facts["dtype"] == "uint8"
+    (tmp_path / "out").mkdir()
+    bad = run("blur", src, "--chunk", "32", "-o", tmp_path / "out" / "x.tif")
+    assert bad.code == 1
+    [line] = bad.stderr_lines
+    assert line.startswith(f"pwfilter: error: {src}: corrupt TIFF tile 4"), line
+    assert snapshot(tmp_path / "out") == {}
+
+
+def test_interrupt_leaves_no_output_and_no_temporary(tmp_path):
+    src = tiled(tmp_path / "in.tif", rand_u8((3000, 4000, 3)), tile=(256, 256))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for target in ("x.tif", "x.zarr"):
+        if target.endswith("zarr"):
+            pytest.importorskip("zarr")
+        proc = subprocess.Popen([sys.executable, "-m", "pwfilter", "blur", str(src), "--sigma",
+                                 "8", "--chunk", "64", "-v", "-o", str(out / target)],
+                                stderr=subprocess.PIPE, env=env)
+        first = proc.stderr.readline().decode()
+        assert "chunked (--chunk 64)" in first, first
+        time.sleep(0.3)  # the job takes ~1.5 s from here
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert snapshot(out) == {}, target
+
+
+@pytest.mark.parametrize("boundary", ["reflect", "wrap"])
+def test_cluster_runs_the_chunks_through_the_cli(tmp_path, boundary):
+    pytest.importorskip("distributed")
+    src = tiled(tmp_path / "in.tif", rand_u8((120, 90, 3), seed=9))
+    local = run("blur", src, "--sigma", "3", "--boundary", boundary, "--chunk", "32", "-o",
+                tmp_path / "local.tif")
+    remote = run("blur", src, "--sigma", "3", "--boundary", boundary, "--chunk", "32", "-o",
+                 tmp_path / "remote.tif", "--scheduler", "local", timeout=180)
+    assert local.code == 0 and remote.code == 0, remote.stderr
+    assert np.array_equal(tifffile.imread(tmp_path / "local.tif"),
+                          tifffile.imread(tmp_path / "remote.tif"))
+
+
+def test_grid_of_boundaries_for_a_chain_of_two():
+    image = smooth((21, 26, 1))
+    k1, k2 = kernel((5, 4), seed=2), kernel((3, 7), seed=3)
+    for b1, b2 in itertools.product(engine.BOUNDARIES, repeat=2):
+        chain = Chain((Stage("a", "image", 1, kernel=k1, boundary=b1),
+                       Stage("b", "image", 1, kernel=k2, boundary=b2)))
+        np.testing.assert_allclose(chunked_result(chain, image, 6), whole_result(chain, image),
+                                   atol=1e-5, err_msg=f"{b1} then {b2}")
