@@ -439,7 +439,7 @@ def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m
         raise PwfilterError(f"{name}: filtered in chunks, the result is written as tiled TIFF, "
                             f"Zarr or .npy, not {out_fmt} (name the output .tif, .zarr or .npy)")
     dtype = chunked.output_dtype(src, out_fmt)
-    runner, workers = _chunk_runner(common)
+    runner, workers = _chunk_runner(common, chain)
     edge = common.chunk or chunked.DEFAULT_CHUNK
     while True:  # without --chunk, the largest chunks (down to 16) that fit the budget
         work = chunked.make_job(chain, src, edge, dtype)
@@ -489,9 +489,9 @@ def _npy_ndim(name: str) -> int:
     return len(shape)
 
 
-def _chunk_runner(common: Common):
+def _chunk_runner(common: Common, chain):
     """Where chunks run: Dask tasks when this runs on a cluster's worker (``--scheduler``),
-    else local threads, one chunk per core."""
+    else local threads, one chunk per core (this file's share of them under ``--jobs``)."""
     from pwfilter import chunked
 
     if common.scheduler:
@@ -503,7 +503,8 @@ def _chunk_runner(common: Common):
             pass
         else:
             return chunked.ClusterRunner(worker_client), 2
-    return chunked.LocalRunner(os.cpu_count() or 1), os.cpu_count() or 1
+    threads = chain.stages[0].workers or os.cpu_count() or 1
+    return chunked.LocalRunner(threads), threads
 
 
 def _try_stream(common: Common, name, target, suffix, chain, reader, options, m):

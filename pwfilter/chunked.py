@@ -23,6 +23,7 @@ cluster: a chunk is a pure function of the plan and its position.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -37,15 +38,16 @@ DEFAULT_CHUNK = 1024
 _PAD = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap"}
 
 
+@functools.lru_cache(maxsize=64)
 def padded_index(n: int, pad: tuple[int, int], boundary: str) -> np.ndarray:
     """Indices into a length-``n`` axis of the axis extended by ``pad`` with ``boundary``
     (-1 where it is zero): the rule of ``np.pad``, as the whole-image path extends."""
     idx = np.arange(n, dtype=np.int64)
-    if pad == (0, 0):
-        return idx
-    if boundary == "zero":
-        return np.pad(idx, pad, mode="constant", constant_values=-1)
-    return np.pad(idx, pad, mode=_PAD[boundary])
+    if pad != (0, 0):
+        idx = (np.pad(idx, pad, mode="constant", constant_values=-1) if boundary == "zero"
+               else np.pad(idx, pad, mode=_PAD[boundary]))
+    idx.flags.writeable = False  # shared by every chunk (cached)
+    return idx
 
 
 def _clusters(idx: np.ndarray, gap: int = 64) -> list[tuple[int, int]]:
