@@ -410,24 +410,42 @@ def info(inputs, as_json, max_pixels, debug):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("name")
-@click.option("--rate", type=click.IntRange(1), help="Sample rate for FIR designs (Hz).")
-@click.option("--audio", "one_d", is_flag=True, help="The 1-D (audio) form of gaussian/box.")
-@click.option("-o", "--output", required=True, metavar="FILE",
-              help="Where to write it: .npy, .txt/.csv (text rows), or - (.npy on stdout).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.argument("spec", metavar="SPEC")
+@click.option("--rate", type=click.IntRange(1), metavar="HZ",
+              help="Sample rate (FIR designs need it): a 1-D kernel, frequencies in Hz.")
+@click.option("--audio", "one_d", is_flag=True,
+              help="Read it as 1-D (audio): gaussian/box/identity in 1-D, a 2-D array as one "
+                   "1-D kernel per row (C, M).")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write it: .npy, .txt/.csv (text rows), or - (.npy on stdout).")
+@click.option("--plot", metavar="FILE",
+              help="Draw its response: FILE.png or FILE.svg (needs pwfilter[plot]).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the response's numbers as one JSON object.")
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @click.option("--max-memory", metavar="SIZE",
               help="Refuse kernels needing more memory, e.g. 8G (default: half of RAM).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def kernel(name, rate, one_d, output, overwrite, max_memory, debug):
-    """Write the named kernel NAME and print its shape, sum and rank."""
-    from pwfilter.batch import Common, write_kernel
+def kernel(spec, rate, one_d, output, plot, as_json, overwrite, max_memory, debug):
+    """Describe the kernel SPEC by its frequency response, write it, draw it.
+
+    SPEC is any kernel convolve takes: a name (gaussian:S, box:N, sharpen...),
+    an FIR design (lowpass:HZ[:TAPS], highpass:HZ[:TAPS], bandpass:LO:HI[:TAPS],
+    with --rate), a .npy/.txt/.csv file, inline rows, or an audio impulse
+    response. Without -o or --json it prints a summary of the response: gains
+    at DC and Nyquist, -3/-6 dB frequencies, ripple and stopband attenuation of
+    FIR designs, group delay, an impulse response's RT60; 2-D kernels their DC
+    gain and rank.
+    """
+    from pwfilter.kernel_command import kernel_command
 
     if output == "-" and sys.stdout.isatty():
         raise click.UsageError("-o - would write binary data to the terminal")
     limits = Common(max_memory=max_memory).limits
-    click.echo(write_kernel(name, rate=rate or 0, one_d=one_d, output=output,
-                            overwrite=overwrite, limits=limits), err=output == "-")
+    text, to_stderr = kernel_command(spec, rate=rate or 0, audio=one_d, output=output,
+                                     plot=plot, as_json=as_json, overwrite=overwrite,
+                                     limits=limits)
+    click.echo(text, err=to_stderr)
     return 0
 
 
