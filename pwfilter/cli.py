@@ -31,7 +31,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def common_options(fn):
     """Add the ``[common]`` options; the command receives them as one ``Common``."""
     options = [
-        click.option("-o", "--output", metavar="PATH",
+        click.option("-o", "--output", metavar="PATH", shell_complete=complete_path,
                      help="Output file, DIR/ for many inputs, or - for stdout."),
         click.option("--format", "fmt", metavar="EXT",
                      help="Output format by extension (png, jpg, tif, wav, flac, npy...)."),
@@ -100,6 +100,48 @@ class FiniteFloat(click.ParamType):
 
 
 FLOAT = FiniteFloat()
+
+
+# ----------------------------------------------------------------- shell completion
+# Click's own mechanism: `eval "$(_PWFILTER_COMPLETE=bash_source pwfilter)"` (zsh_source,
+# fish_source). A "file" item asks the shell for its own file-name completion; bash uses it
+# only when no name matches.
+
+
+def complete_path(ctx, param, incomplete):
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
+def _names(incomplete: str, words) -> list:
+    from click.shell_completion import CompletionItem
+
+    low = incomplete.lower()
+    return [CompletionItem(incomplete, type="file")] + [
+        CompletionItem(word, help=form) for word, form in words if word.startswith(low)]
+
+
+def complete_kernel(ctx, param, incomplete):
+    """Named kernels and FIR designs (``gaussian:``, ``sharpen``…), and files."""
+    from pwfilter.specs import kernel_words
+
+    return _names(incomplete, kernel_words())
+
+
+def complete_matrix(ctx, param, incomplete):
+    """Remix presets (``gray``, ``mid-side``…), and files."""
+    from pwfilter.specs import AUDIO_PRESETS, IMAGE_PRESETS
+
+    return _names(incomplete, [(p, "image preset") for p in IMAGE_PRESETS]
+                  + [(p, "audio preset") for p in AUDIO_PRESETS])
+
+
+def complete_inputs(ctx, param, incomplete):
+    """Files; for ``convolve``, once an input is given, the word may be the KERNEL too."""
+    if ctx.command.name == "convolve" and (ctx.params.get("inputs") or ctx.params.get("kernel")):
+        return complete_kernel(ctx, param, incomplete)
+    return complete_path(ctx, param, incomplete)
 
 
 def kernel_options(fn):
@@ -182,6 +224,7 @@ def group_options(fn):
 def remix_options(fn):
     for option in reversed([
         click.option("--matrix", "matrix", required=True, metavar="SPEC",
+                     shell_complete=complete_matrix,
                      help="Rows (\"0.299 0.587 0.114\"), .npy/.txt file, or preset: gray, sepia, "
                           "bgr, invert (images); mono, stereo, swap, mid-side, side-mid (audio)."),
         click.option("--bias", metavar="SPEC",
@@ -203,8 +246,10 @@ def remix_options(fn):
 def dsconv_options(fn):
     for option in reversed([
         click.option("--depthwise", "depthwise", required=True, metavar="KERNEL",
+                     shell_complete=complete_kernel,
                      help="Per-channel kernel (as convolve's KERNEL)."),
         click.option("--pointwise", "pointwise", required=True, metavar="SPEC",
+                     shell_complete=complete_matrix,
                      help="Channel matrix (as remix --matrix)."),
     ]):
         fn = option(fn)
@@ -320,8 +365,8 @@ def cli():
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, metavar="INPUT...")
-@click.argument("kernel", metavar="KERNEL")
+@click.argument("inputs", nargs=-1, metavar="INPUT...", shell_complete=complete_inputs)
+@click.argument("kernel", metavar="KERNEL", shell_complete=complete_kernel)
 @kernel_options
 @filter_options
 @common_options
@@ -340,7 +385,8 @@ def convolve(inputs, common, **options):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @blur_options
 @common_options
 def blur(inputs, common, **options):
@@ -352,7 +398,8 @@ def blur(inputs, common, **options):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @remix_options
 @common_options
 def remix(inputs, common, **options):
@@ -361,7 +408,8 @@ def remix(inputs, common, **options):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @dsconv_options
 @common_options
 def dsconv(inputs, common, **options):
@@ -374,7 +422,8 @@ def dsconv(inputs, common, **options):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @common_options
 @click.pass_obj
 def chain(obj, inputs, common):
@@ -397,7 +446,8 @@ def chain(obj, inputs, common):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.option("--max-pixels", type=click.IntRange(1), metavar="N",
               help="Refuse images with more pixels (default 250,000,000).")
@@ -410,15 +460,15 @@ def info(inputs, as_json, max_pixels, debug):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("spec", metavar="SPEC")
+@click.argument("spec", metavar="SPEC", shell_complete=complete_kernel)
 @click.option("--rate", type=click.IntRange(1), metavar="HZ",
               help="Sample rate (FIR designs need it): a 1-D kernel, frequencies in Hz.")
 @click.option("--audio", "one_d", is_flag=True,
               help="Read it as 1-D (audio): gaussian/box/identity in 1-D, a 2-D array as one "
                    "1-D kernel per row (C, M).")
-@click.option("-o", "--output", metavar="FILE",
+@click.option("-o", "--output", metavar="FILE", shell_complete=complete_path,
               help="Write it: .npy, .txt/.csv (text rows), or - (.npy on stdout).")
-@click.option("--plot", metavar="FILE",
+@click.option("--plot", metavar="FILE", shell_complete=complete_path,
               help="Draw its response: FILE.png or FILE.svg (needs pwfilter[plot]).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the response's numbers as one JSON object.")

@@ -241,6 +241,12 @@ KERNEL_NAMES = ("gaussian:SIGMA", "box:N", "identity", *_IMAGE_ONLY,
 FIR_DESIGNS = ("lowpass", "highpass", "bandpass")
 
 
+def kernel_words() -> list[tuple[str, str]]:
+    """The named kernels as a shell completes them, with their forms: ``("gaussian:",
+    "gaussian:SIGMA")``, ``("sharpen", "sharpen")``… (from :data:`KERNEL_NAMES`)."""
+    return [(form.split(":")[0] + (":" if ":" in form else ""), form) for form in KERNEL_NAMES]
+
+
 def _number(text: str, what: str, kind: Callable = float):
     try:
         if kind is int:
