@@ -88,16 +88,19 @@ def draw(kernel, fh, fmt: str) -> None:
 
 
 def _title(kernel) -> str:
+    """The figure's title: the kernel's name as given (a ``$`` kept literal, not read as
+    matplotlib's math), what it is, its size and rate."""
+    name = kernel.name.replace("$", r"\$")
     shape = kernel.array.shape
     if kernel.axes == 2:
         size = f"{shape[-2]}x{shape[-1]}"
-        return f"{kernel.name}: 2-D kernel {size}" + (
+        return f"{name}: 2-D kernel {size}" + (
             f", one per channel ({shape[0]})" if kernel.per_channel else "")
     taps = f"{shape[-1]} taps"
     rate = f" at {kernel.rate} Hz" if kernel.rate else ""
     what = {"design": "FIR design", "impulse response": "impulse response"}.get(
         kernel.source, "kernel")
-    return f"{kernel.name}: {what}, {taps}{rate}" + (
+    return f"{name}: {what}, {taps}{rate}" + (
         f", {shape[0]} channels" if kernel.per_channel else "")
 
 

@@ -165,3 +165,13 @@ def test_only_plot_imports_matplotlib(tmp_path):
     assert loaded == set()  # the numbers need neither matplotlib nor scipy.signal
     # and the probe sees them when they are imported
     assert "matplotlib" in modules_loaded_by(tmp_path, "kernel", "box:3", "--plot", "p.png")
+
+
+def test_dollar_signs_in_a_name_are_not_math(tmp_path, capsys):
+    """matplotlib reads $...$ as math (and fails on bad math): a file name is text."""
+    k = tmp_path / "k$\\frac$.txt"
+    k.write_text("1 2 1\n")
+    out = tmp_path / "k.svg"
+    code, _, err = run_main(capsys, "kernel", k, "--plot", out)
+    assert code == 0, err
+    assert any("k$\\frac$.txt: kernel, 3 taps" in t for t in check_svg(out))
