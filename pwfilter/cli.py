@@ -31,7 +31,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def common_options(fn):
     """Add the ``[common]`` options; the command receives them as one ``Common``."""
     options = [
-        click.option("-o", "--output", metavar="PATH",
+        click.option("-o", "--output", metavar="PATH", shell_complete=complete_path,
                      help="Output file, DIR/ for many inputs, or - for stdout."),
         click.option("--format", "fmt", metavar="EXT",
                      help="Output format by extension (png, jpg, tif, wav, flac, npy...)."),
@@ -103,6 +103,48 @@ class FiniteFloat(click.ParamType):
 
 
 FLOAT = FiniteFloat()
+
+
+# ----------------------------------------------------------------- shell completion
+# Click's own mechanism: `eval "$(_PWFILTER_COMPLETE=bash_source pwfilter)"` (zsh_source,
+# fish_source). A "file" item asks the shell for its own file-name completion; bash uses it
+# only when no name matches.
+
+
+def complete_path(ctx, param, incomplete):
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
+def _names(incomplete: str, words) -> list:
+    from click.shell_completion import CompletionItem
+
+    low = incomplete.lower()
+    return [CompletionItem(incomplete, type="file")] + [
+        CompletionItem(word, help=form) for word, form in words if word.startswith(low)]
+
+
+def complete_kernel(ctx, param, incomplete):
+    """Named kernels and FIR designs (``gaussian:``, ``sharpen``…), and files."""
+    from pwfilter.specs import kernel_words
+
+    return _names(incomplete, kernel_words())
+
+
+def complete_matrix(ctx, param, incomplete):
+    """Remix presets (``gray``, ``mid-side``…), and files."""
+    from pwfilter.specs import AUDIO_PRESETS, IMAGE_PRESETS
+
+    return _names(incomplete, [(p, "image preset") for p in IMAGE_PRESETS]
+                  + [(p, "audio preset") for p in AUDIO_PRESETS])
+
+
+def complete_inputs(ctx, param, incomplete):
+    """Files; for ``convolve``, once an input is given, the word may be the KERNEL too."""
+    if ctx.command.name == "convolve" and (ctx.params.get("inputs") or ctx.params.get("kernel")):
+        return complete_kernel(ctx, param, incomplete)
+    return complete_path(ctx, param, incomplete)
 
 
 def kernel_options(fn):
@@ -185,6 +227,7 @@ def group_options(fn):
 def remix_options(fn):
     for option in reversed([
         click.option("--matrix", "matrix", required=True, metavar="SPEC",
+                     shell_complete=complete_matrix,
                      help="Rows (\"0.299 0.587 0.114\"), .npy/.txt file, or preset: gray, sepia, "
                           "bgr, invert (images); mono, stereo, swap, mid-side, side-mid (audio)."),
         click.option("--bias", metavar="SPEC",
@@ -206,8 +249,10 @@ def remix_options(fn):
 def dsconv_options(fn):
     for option in reversed([
         click.option("--depthwise", "depthwise", required=True, metavar="KERNEL",
+                     shell_complete=complete_kernel,
                      help="Per-channel kernel (as convolve's KERNEL)."),
         click.option("--pointwise", "pointwise", required=True, metavar="SPEC",
+                     shell_complete=complete_matrix,
                      help="Channel matrix (as remix --matrix)."),
     ]):
         fn = option(fn)
@@ -323,8 +368,8 @@ def cli():
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, metavar="INPUT...")
-@click.argument("kernel", metavar="KERNEL")
+@click.argument("inputs", nargs=-1, metavar="INPUT...", shell_complete=complete_inputs)
+@click.argument("kernel", metavar="KERNEL", shell_complete=complete_kernel)
 @kernel_options
 @filter_options
 @common_options
@@ -343,7 +388,8 @@ def convolve(inputs, common, **options):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @blur_options
 @common_options
 def blur(inputs, common, **options):
@@ -355,7 +401,8 @@ def blur(inputs, common, **options):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @remix_options
 @common_options
 def remix(inputs, common, **options):
@@ -364,7 +411,8 @@ def remix(inputs, common, **options):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @dsconv_options
 @common_options
 def dsconv(inputs, common, **options):
@@ -377,7 +425,8 @@ def dsconv(inputs, common, **options):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @common_options
 @click.pass_obj
 def chain(obj, inputs, common):
@@ -400,7 +449,8 @@ def chain(obj, inputs, common):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                shell_complete=complete_path)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.option("--max-pixels", type=click.IntRange(1), metavar="N",
               help="Refuse images with more pixels (default 250,000,000).")
@@ -413,24 +463,42 @@ def info(inputs, as_json, max_pixels, debug):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("name")
-@click.option("--rate", type=click.IntRange(1), help="Sample rate for FIR designs (Hz).")
-@click.option("--audio", "one_d", is_flag=True, help="The 1-D (audio) form of gaussian/box.")
-@click.option("-o", "--output", required=True, metavar="FILE",
-              help="Where to write it: .npy, .txt/.csv (text rows), or - (.npy on stdout).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.argument("spec", metavar="SPEC", shell_complete=complete_kernel)
+@click.option("--rate", type=click.IntRange(1), metavar="HZ",
+              help="Sample rate (FIR designs need it): a 1-D kernel, frequencies in Hz.")
+@click.option("--audio", "one_d", is_flag=True,
+              help="Read it as 1-D (audio): gaussian/box/identity in 1-D, a 2-D array as one "
+                   "1-D kernel per row (C, M).")
+@click.option("-o", "--output", metavar="FILE", shell_complete=complete_path,
+              help="Write it: .npy, .txt/.csv (text rows), or - (.npy on stdout).")
+@click.option("--plot", metavar="FILE", shell_complete=complete_path,
+              help="Draw its response: FILE.png or FILE.svg (needs pwfilter[plot]).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the response's numbers as one JSON object.")
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @click.option("--max-memory", metavar="SIZE",
               help="Refuse kernels needing more memory, e.g. 8G (default: half of RAM).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-def kernel(name, rate, one_d, output, overwrite, max_memory, debug):
-    """Write the named kernel NAME and print its shape, sum and rank."""
-    from pwfilter.batch import Common, write_kernel
+def kernel(spec, rate, one_d, output, plot, as_json, overwrite, max_memory, debug):
+    """Describe the kernel SPEC by its frequency response, write it, draw it.
+
+    SPEC is any kernel convolve takes: a name (gaussian:S, box:N, sharpen...),
+    an FIR design (lowpass:HZ[:TAPS], highpass:HZ[:TAPS], bandpass:LO:HI[:TAPS],
+    with --rate), a .npy/.txt/.csv file, inline rows, or an audio impulse
+    response. Without -o or --json it prints a summary of the response: gains
+    at DC and Nyquist, -3/-6 dB frequencies, ripple and stopband attenuation of
+    FIR designs, group delay, an impulse response's RT60; 2-D kernels their DC
+    gain and rank.
+    """
+    from pwfilter.kernel_command import kernel_command
 
     if output == "-" and sys.stdout.isatty():
         raise click.UsageError("-o - would write binary data to the terminal")
     limits = Common(max_memory=max_memory).limits
-    click.echo(write_kernel(name, rate=rate or 0, one_d=one_d, output=output,
-                            overwrite=overwrite, limits=limits), err=output == "-")
+    text, to_stderr = kernel_command(spec, rate=rate or 0, audio=one_d, output=output,
+                                     plot=plot, as_json=as_json, overwrite=overwrite,
+                                     limits=limits)
+    click.echo(text, err=to_stderr)
     return 0
 
 

@@ -146,6 +146,53 @@ class KernelSpec:
     array: np.ndarray
     name: str
     default_mode: str | None = None
+    design: FirDesign | None = None
+
+
+#: Transition width of a Hamming-window FIR design: 3.3 / taps in cycles per sample (the
+#: window's main lobe, 6.6·π/N rad/sample, as in Oppenheim & Schafer's table of windows).
+HAMMING_TRANSITION = 3.3
+
+
+@dataclass(frozen=True)
+class FirDesign:
+    """What an FIR design was asked for: its kind, cut-offs (Hz), tap count and rate.
+
+    The response analysis takes its passband and stopband edges from here, so
+    that ripple and attenuation are measured where the design promises them.
+    """
+
+    kind: str
+    cutoffs: tuple[float, ...]
+    taps: int
+    rate: int
+
+    @property
+    def transition(self) -> float:
+        """Width in Hz of each transition band (Hamming window: 3.3 · rate / taps)."""
+        return HAMMING_TRANSITION * self.rate / self.taps
+
+    def bands(self) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """Passbands and stopbands in Hz: each cut-off ± half the transition width.
+
+        A band that the transitions leave no room for is left out (a lowpass
+        at 50 Hz with 961 taps at 48 kHz has no measurable passband).
+        """
+        nyq, half = self.rate / 2, self.transition / 2
+        if self.kind == "lowpass":
+            (fc,) = self.cutoffs
+            passes, stops = [(0.0, fc - half)], [(fc + half, nyq)]
+        elif self.kind == "highpass":
+            (fc,) = self.cutoffs
+            passes, stops = [(fc + half, nyq)], [(0.0, fc - half)]
+        else:
+            lo, hi = self.cutoffs
+            passes, stops = [(lo + half, hi - half)], [(0.0, lo - half), (hi + half, nyq)]
+
+        def keep(bands):
+            return [(max(a, 0.0), min(b, nyq)) for a, b in bands if min(b, nyq) > max(a, 0.0)]
+
+        return keep(passes), keep(stops)
 
 
 def gaussian_1d(sigma: float) -> np.ndarray:
@@ -191,6 +238,13 @@ _IMAGE_ONLY: dict[str, np.ndarray] = {
 }
 KERNEL_NAMES = ("gaussian:SIGMA", "box:N", "identity", *_IMAGE_ONLY,
                 "lowpass:HZ[:TAPS]", "highpass:HZ[:TAPS]", "bandpass:LO:HI[:TAPS]")
+FIR_DESIGNS = ("lowpass", "highpass", "bandpass")
+
+
+def kernel_words() -> list[tuple[str, str]]:
+    """The named kernels as a shell completes them, with their forms: ``("gaussian:",
+    "gaussian:SIGMA")``, ``("sharpen", "sharpen")``… (from :data:`KERNEL_NAMES`)."""
+    return [(form.split(":")[0] + (":" if ":" in form else ""), form) for form in KERNEL_NAMES]
 
 
 def _number(text: str, what: str, kind: Callable = float):
@@ -215,6 +269,11 @@ def default_taps(rate: int) -> int:
 
 def fir_design(name: str, args: list[str], rate: int) -> np.ndarray:
     """Linear-phase FIR (window method, Hamming) at ``rate`` Hz."""
+    return fir_taps(fir_parameters(name, args, rate))
+
+
+def fir_parameters(name: str, args: list[str], rate: int) -> FirDesign:
+    """Check an FIR design's name and arguments (``lowpass``, ``["1000", "301"]``)."""
     what = f"{name}:{':'.join(args)}"
     if not rate:
         raise PwfilterError(f"{what}: an FIR design needs the sample rate (--rate HZ)")
@@ -233,19 +292,27 @@ def fir_design(name: str, args: list[str], rate: int) -> np.ndarray:
     if not all(0 < f < nyq for f in freqs) or (nfreq == 2 and not freqs[0] < freqs[1]):
         raise PwfilterError(f"{what}: frequencies must lie strictly between 0 and {nyq:g} Hz "
                             f"(half the rate {rate} Hz), low before high")
+    return FirDesign(name, tuple(freqs), taps, rate)
+
+
+def fir_taps(design: FirDesign) -> np.ndarray:
+    """The taps of ``design``: ``scipy.signal.firwin`` with a Hamming window, unit gain at
+    the centre of the passband."""
     from scipy import signal  # only FIR designs pay for scipy.signal's import
 
-    cutoff = freqs if nfreq == 2 else freqs[0]
-    return signal.firwin(taps, cutoff, pass_zero=(name == "lowpass"), fs=rate)
+    cutoff = list(design.cutoffs) if len(design.cutoffs) == 2 else design.cutoffs[0]
+    return signal.firwin(design.taps, cutoff, pass_zero=(design.kind == "lowpass"),
+                         fs=design.rate)
 
 
 def named_kernel(spec: str, ndim: int, rate: int = 0) -> KernelSpec | None:
     """A registered kernel for ``ndim`` signal axes, or None if ``spec`` names none."""
     name, *args = spec.strip().lower().split(":")
-    if name in ("lowpass", "highpass", "bandpass"):
+    if name in FIR_DESIGNS:
         if ndim != 1:
             raise PwfilterError(f"{spec}: FIR designs are for audio (1-D signals)")
-        return KernelSpec(fir_design(name, args, rate), spec, default_mode="same")
+        design = fir_parameters(name, args, rate)
+        return KernelSpec(fir_taps(design), spec, default_mode="same", design=design)
     if name in ("gaussian", "box"):
         if len(args) != 1:
             raise PwfilterError(f"{spec}: expected {name}:{'SIGMA' if name == 'gaussian' else 'N'}")
@@ -319,6 +386,90 @@ def load_kernel(spec, *, kind: str, channels: int, rate: int = 0,
         raise PwfilterError(f"unknown kernel {spec!r} (a file, inline rows such as "
                             f"\"1 2 1; 2 4 2; 1 2 1\", or one of: {', '.join(KERNEL_NAMES)})")
     return named
+
+
+@dataclass(frozen=True)
+class StandaloneKernel:
+    """A kernel on its own, as ``pwfilter kernel`` reads it (there is no input to fit).
+
+    ``array`` is float64: ``(M,)`` or ``(C, M)`` (one per channel) when ``axes``
+    is 1; ``(kh, kw)``, ``(C, kh, kw)`` or a :class:`pwfilter.engine.Separable`
+    when ``axes`` is 2. ``rate`` is 0 when unknown. ``source`` says where it
+    came from: ``named``, ``design`` (an FIR design), ``file``, ``inline`` or
+    ``impulse response`` (an audio file).
+    """
+
+    array: np.ndarray
+    name: str
+    axes: int
+    per_channel: bool
+    rate: int
+    source: str
+    design: FirDesign | None = None
+
+
+def standalone_kernel(spec: str, *, rate: int = 0, audio: bool = False,
+                      load_audio: Callable | None = None) -> StandaloneKernel:
+    """Resolve any kernel SPEC on its own, for ``pwfilter kernel``.
+
+    Without an input, the shape says what an array is: ``(M,)`` and a single
+    row ``(1, M)`` are 1-D kernels; ``(kh, kw)`` is a 2-D kernel, or with
+    ``audio`` one 1-D kernel per row ``(C, M)``; ``(C, kh, kw)`` is one 2-D
+    kernel per channel. ``audio`` (or a ``rate``) also asks for the 1-D form of
+    ``gaussian``, ``box`` and ``identity``. An audio file is an impulse response
+    at its own rate (a different ``rate`` is an error); ``load_audio(path)``
+    returns its :class:`pwfilter.media.Media`.
+    """
+    audio = audio or bool(rate)
+    if looks_inline(spec):
+        return _standalone_array(parse_rows(spec, "kernel"), spec, audio, rate, "inline")
+    _check_regular(spec, "kernel")
+    if os.path.isfile(spec):
+        if load_audio is not None and not spec.lower().endswith((".npy", ".txt", ".csv")):
+            return _standalone_ir(spec, rate, load_audio)
+        return _standalone_array(_load_array_file(spec, "kernel"), spec, audio, rate, "file")
+    fir = spec.strip().lower().split(":")[0] in FIR_DESIGNS
+    named = named_kernel(spec, 1 if (audio or fir) else 2, rate)
+    if named is None:
+        if os.sep in spec or "." in os.path.basename(spec):
+            raise PwfilterError(f"kernel {spec}: no such file")
+        raise PwfilterError(f"unknown kernel {spec!r} (a file, inline rows such as "
+                            f"\"1 2 1; 2 4 2; 1 2 1\", or one of: {', '.join(KERNEL_NAMES)})")
+    axes = 1 if (audio or fir) else 2
+    return StandaloneKernel(named.array, named.name, axes, False, rate if axes == 1 else 0,
+                            "design" if fir else "named", named.design)
+
+
+def _standalone_array(arr: np.ndarray, spec: str, audio: bool, rate: int,
+                      source: str) -> StandaloneKernel:
+    def made(a, axes, per_channel):
+        return StandaloneKernel(a, spec, axes, per_channel, rate if axes == 1 else 0, source)
+
+    if arr.ndim == 1:
+        return made(arr, 1, False)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        return made(arr[0], 1, False)
+    if arr.ndim == 2:
+        return made(arr, 1, True) if audio else made(arr, 2, False)
+    if arr.ndim == 3 and not audio:
+        return made(arr[0], 2, False) if arr.shape[0] == 1 else made(arr, 2, True)
+    want = "(M,) or (C, M) for audio" if audio else "(M,), (kh, kw) or (C, kh, kw)"
+    raise PwfilterError(f"kernel {spec}: shape {arr.shape} is no kernel (expected {want})")
+
+
+def _standalone_ir(path: str, rate: int, load_audio: Callable) -> StandaloneKernel:
+    ir = load_audio(path)
+    if ir.kind == "image":
+        raise PwfilterError(f"kernel {path}: an image is not a kernel (give kernels as "
+                            ".npy, .txt or inline rows)")
+    if rate and ir.rate and ir.rate != rate:
+        raise PwfilterError(f"kernel {path}: the impulse response's rate is {ir.rate} Hz, "
+                            f"not --rate {rate}")
+    data = ir.data.astype(np.float64)
+    if data.shape[1] == 1:
+        return StandaloneKernel(data[:, 0], path, 1, False, ir.rate or rate, "impulse response")
+    return StandaloneKernel(np.ascontiguousarray(data.T), path, 1, True, ir.rate or rate,
+                            "impulse response")
 
 
 def _fit_kernel(arr: np.ndarray, ndim: int, channels: int, what: str) -> np.ndarray:

@@ -801,7 +801,7 @@ for _i, (_cmd, _opts) in enumerate(USAGE):
 
 for _label, _args in [
     ("blur-no-input", ["blur"]), ("info-no-input", ["info"]), ("convolve-no-kernel", ["convolve"]),
-    ("kernel-no-output", ["kernel", "gaussian:1"]), ("kernel-no-name", ["kernel"]),
+    ("kernel-plot-no-file", ["kernel", "gaussian:1", "--plot"]), ("kernel-no-name", ["kernel"]),
     ("kernel-rate-0", ["kernel", "lowpass:100", "--rate", "0", "-o", "k.npy"]),
     ("no-such-command", ["sharpen", "a.png"]),
 ]:
@@ -822,7 +822,7 @@ for _label, _tail in CHAIN_FAULTS:
 
 KERNEL_COMMAND = [
     "nosuch", "gaussian:-1", "gaussian:0", "gaussian:nan", "gaussian:1e308", "box:1e20", "box:0",
-    "box:-2", "box:2.5", "lowpass:1000", "nan", "1 2 1", "sharpen:1",
+    "box:-2", "box:2.5", "lowpass:1000", "nan", "1 2 x", "sharpen:1",
 ]
 for _k in KERNEL_COMMAND:
     case(f"kernel-cmd-{_k!r}", lambda c, k=_k: ["kernel", k, "-o", "k.npy"])
@@ -832,6 +832,9 @@ for _label, _args in [
     ("even-taps", ["highpass:300:30", "--rate", "8000", "-o", "k.csv"]),
     ("sharpen-audio", ["sharpen", "--audio", "-o", "k.npy"]),
     ("laplacian-audio", ["laplacian", "--audio", "-o", "-"]),
+    ("plot-gif", ["box:3", "--plot", "k.gif"]), ("plot-no-extension", ["box:3", "--plot", "k"]),
+    ("plot-and-output-same", ["box:3", "--plot", "k.png", "-o", "k.png"]),
+    ("rate-for-image-only", ["sharpen", "--rate", "8000", "--json"]),
 ]:
     case(f"kernel-cmd-{_label}", lambda c, a=_args: ["kernel", *a])
 
