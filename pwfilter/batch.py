@@ -348,13 +348,15 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
         need = limits.audio_bytes(media.shape[0], max(media.channels, chain.c_out), chain.taps)
     common.limits.check_memory(need, name)
     stage = [0]
+    fmt = _output_format(target, suffix, media, m)
+    # 8 bits in and out: the result may come as 8-bit samples (no float image to quantize)
+    to_uint8 = media.samples.dtype.str == "|u1" and fmt in m.IMAGE_FORMATS
     try:
-        samples, plans = chain.run(media.samples, media.scale,
+        samples, plans = chain.run(media.samples, media.scale, to_uint8=to_uint8,
                                    on_stage=lambda i: stage.__setitem__(0, i))
     except PwfilterError as exc:
         raise job.stage_error(exc, stage[0]) from None
     result = media.replace(samples=samples)
-    fmt = _output_format(target, suffix, result, m)
     for note in m.save_notes(media, result, fmt):
         common.note(f"{name}: {note}")
     if target == STDOUT:

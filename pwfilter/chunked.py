@@ -165,7 +165,7 @@ def compute(job: Job, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
 
     single_threaded()
     y = _box(job, len(job.chain.stages), r0, r1, c0, c1)
-    if job.gain != 1.0:
+    if job.gain != 1.0 and y.dtype.kind == "f":
         color = y[..., :-1] if job.chain.alpha_out else y
         color *= color.dtype.type(job.gain)
     return y
@@ -184,7 +184,10 @@ def _box(job: Job, k: int, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
     cols = padded_index(grid[1], pw, stage.boundary)[c0:c1 + ew]
     region = _at(job, k - 1, rows, cols)
     scale = job.source.scale if k == 1 else 1.0
-    y, _ = job.valid_stages[k - 1].run(region, scale)
+    # The last stage of a plain 8-bit job may hand back 8-bit samples (Stage.run).
+    last = k == len(job.chain.stages) and job.gain == 1.0 and not job.chain.normalize
+    y, _ = job.valid_stages[k - 1].run(region, scale,
+                                       to_uint8=last and job.out_dtype == np.uint8)
     return y
 
 
@@ -258,7 +261,7 @@ def finish(job: Job, y: np.ndarray) -> tuple[np.ndarray, int]:
     """A float chunk as the output's samples, and how many values clipped."""
     from pwfilter.media import quantize
 
-    if job.out_dtype.kind == "f":
+    if job.out_dtype.kind == "f" or y.dtype == job.out_dtype:  # (8-bit from the stage)
         return np.ascontiguousarray(y, dtype=job.out_dtype), 0
     top = 65535 if job.out_dtype == np.uint16 else 255
     return quantize(y, 0, top, float(top), job.out_dtype)

@@ -127,14 +127,14 @@ def current() -> Costs:
 def store(constants: dict, date: str) -> str:
     """Write ``constants``, measured now with :func:`backend`, to the cache file
     (atomically); return its path."""
-    from pwfilter.output import atomic_path
+    from pwfilter.output import atomic_path, open_new
 
     path = cache_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     body = json.dumps({"model": MODEL_VERSION, "date": date, "backend": backend(),
                        "constants": constants}, indent=1)
     with atomic_path(path, overwrite=True) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open_new(tmp, "w") as fh:
             fh.write(body + "\n")
     current.cache_clear()
     return path

@@ -644,7 +644,7 @@ def _plan_for(shape, itemsize: int, kernel, mode: str, method: str, budget: int)
 def convolve(x: np.ndarray, kernel, *, mode: str = "same",
              boundary: str = "zero", method: str = "auto", correlate: bool = False,
              workers: int | None = None, chosen: Plan | None = None,
-             scale: float = 1.0) -> np.ndarray:
+             scale: float = 1.0, to_uint8: bool = False) -> np.ndarray:
     """Convolve ``x`` (channels last) by ``kernel`` along every signal axis.
 
     Parameters
@@ -662,10 +662,14 @@ def convolve(x: np.ndarray, kernel, *, mode: str = "same",
         ``filter2D`` does.
     chosen : a :class:`Plan` from :func:`plan`, to avoid choosing twice.
     scale : factor applied to ``x``'s values (1/255 for 8-bit samples).
+    to_uint8 : may return the result as 8-bit samples, ``rint(255·result)``, where
+        that is exact and faster (see :func:`spatial.integer_output`): the caller
+        checks the returned type.
 
     Returns
     -------
-    A new array, float64 for float64 ``x``, float32 otherwise.
+    A new array, float64 for float64 ``x``, float32 otherwise (or uint8, see
+    ``to_uint8``).
 
     Examples
     --------
@@ -683,8 +687,9 @@ def convolve(x: np.ndarray, kernel, *, mode: str = "same",
     if g.taps == 1:
         return _scaled(x, k, g, scale, dtype)
     if p.method == "separable":
-        return spatial.separable(x, separable_factors(k, p.rank), g, boundary, scale, dtype,
-                                 workers)
+        terms = separable_factors(k, p.rank)
+        return spatial.separable(x, terms, g, boundary, scale, dtype, workers,
+                                 to_uint8=to_uint8 and spatial.integer_output(x, terms, scale))
     if p.method == "direct":
         return spatial.direct(x, k.dense() if isinstance(k, Separable) else k, g, boundary,
                               scale, dtype, workers)

@@ -30,7 +30,7 @@ def kernel_command(spec: str, *, rate: int = 0, audio: bool = False, output: str
     from pwfilter import plot as plotting
     from pwfilter import response, specs
     from pwfilter.media import load_media
-    from pwfilter.output import ReadFiles, atomic_path, check_target
+    from pwfilter.output import ReadFiles, atomic_path, check_target, open_new
 
     limits = limits or lim.Limits()
     fmt = None
@@ -56,7 +56,7 @@ def kernel_command(spec: str, *, rate: int = 0, audio: bool = False, output: str
         lines.append(write_kernel(kernel, output, overwrite))
     report = response.describe(kernel) if numbers else None
     if plot is not None:
-        with atomic_path(plot, overwrite) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(plot, overwrite) as tmp, open_new(tmp) as fh:
             plotting.draw(kernel, fh, fmt)
         lines.append(f"{plot}: the response of {kernel.name} drawn ({fmt.upper()})")
     to_stderr = output == "-"
@@ -89,7 +89,7 @@ def write_kernel(kernel, output: str, overwrite: bool) -> str:
 
     from pwfilter import engine
     from pwfilter.batch import write_stdout
-    from pwfilter.output import atomic_path
+    from pwfilter.output import atomic_path, open_new
 
     text = output.lower().endswith((".txt", ".csv"))
     dense = np.asarray(kernel.array)
@@ -107,7 +107,7 @@ def write_kernel(kernel, output: str, overwrite: bool) -> str:
         write(buf)
         write_stdout(buf.getvalue())
     else:
-        with atomic_path(output, overwrite) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(output, overwrite) as tmp, open_new(tmp) as fh:
             write(fh)
     line = f"{output}: {kernel.name} shape {dense.shape}, sum {dense.sum():.6g}"
     if kernel.axes == 2:

@@ -348,11 +348,13 @@ def write_media(media: Media, target: str | BinaryIO, fmt: str,
     The caller owns atomicity (see :mod:`pwfilter.output`): ``target`` is a
     temporary path or an in-memory buffer.
     """
+    from pwfilter.output import open_new
+
     if fmt == "NPY":
         arr = np.ascontiguousarray(media.data, dtype=np.float32)
         if isinstance(target, (str, os.PathLike)):
             # np.save(path) would append ".npy" to the temporary name and leave it empty.
-            with open(target, "wb") as fh:
+            with open_new(target) as fh:
                 np.save(fh, arr, allow_pickle=False)
         else:
             np.save(target, arr, allow_pickle=False)
@@ -362,7 +364,7 @@ def write_media(media: Media, target: str | BinaryIO, fmt: str,
 
         pieces, clipped = encode_image(media, fmt, options)
         if isinstance(target, (str, os.PathLike)):
-            with open(target, "wb") as fh:
+            with open_new(target) as fh:
                 fh.writelines(pieces)
         else:
             target.writelines(pieces)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pwfilter.errors import PwfilterError
+from pwfilter.output import open_new
 
 #: Output tile edge of tiled TIFF (and Zarr chunk edge when the job's is larger).
 TILE = 256
@@ -371,7 +372,7 @@ def write_tiff(path: str, shape, dtype, bands, *, compression: int | None,
     extra = {"extrasamples": [2]} if has_alpha else {}
     kwargs = {"compression": ("zlib", compression)} if compression is not None else {}
     big = h * w * c * dtype.itemsize > 2 ** 32 - 2 ** 25
-    with open(path, "wb") as fh:
+    with open_new(path) as fh:
         tifffile.imwrite(fh, tiles(), shape=(h, w, c) if c > 1 else (h, w), dtype=dtype,
                          tile=(TILE, TILE), photometric="rgb" if c >= 3 else "minisblack",
                          planarconfig="contig", bigtiff=big, metadata=None, **extra, **kwargs)
@@ -392,9 +393,11 @@ def write_npy(path: str, shape, dtype, bands) -> None:
     """A ``.npy`` written row band by row band (float32)."""
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
               "shape": tuple(shape)}
-    with open(path, "wb") as fh:
-        np.lib.format.write_array_header_2_0(fh, header) if _header_too_big(header) \
-            else np.lib.format.write_array_header_1_0(fh, header)
+    with open_new(path) as fh:
+        if len(repr(header)) > 65000:  # version 1.0 headers hold at most 64 KiB
+            np.lib.format.write_array_header_2_0(fh, header)
+        else:
+            np.lib.format.write_array_header_1_0(fh, header)
         for pieces in bands:
             fh.write(np.ascontiguousarray(_joined(pieces), dtype=dtype).data)
 
@@ -403,10 +406,6 @@ def _joined(pieces) -> np.ndarray:
     if len(pieces) == 1:
         return pieces[0][2]
     return np.concatenate([samples for _, _, samples in pieces], axis=1)
-
-
-def _header_too_big(header: dict) -> bool:
-    return len(repr(header)) > 65000
 
 
 def write_zarr(path: str, shape, dtype, bands, chunk: tuple[int, int]) -> None:

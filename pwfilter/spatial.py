@@ -141,7 +141,23 @@ def _strips(n_out: int, min_rows: int, workers: int, pixels: int) -> list[tuple[
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
-def _run(cv2, x: np.ndarray, g: Geometry, boundary: str, call, workers: int) -> np.ndarray:
+def integer_output(x: np.ndarray, terms, scale: float) -> bool:
+    """Whether :func:`separable` may write 8-bit samples directly: an 8-bit input, one
+    term with taps of one sign whose gains make ``255·scale·|k|`` sum to at most 1, so
+    every result lies in [0, 255] — nothing can clip (the count stays exact: 0)."""
+    if x.dtype != np.uint8 or len(terms) != 1 or opencv() is None:
+        return False
+    col, row = (np.asarray(f, np.float64) for f in terms[0])
+    if not ((col >= 0).all() or (col <= 0).all()) or not ((row >= 0).all() or (row <= 0).all()):
+        return False
+    if (col.sum(axis=-1) * row.sum(axis=-1) * scale < 0).any():
+        return False
+    gain = np.abs(col).sum(axis=-1) * np.abs(row).sum(axis=-1) * abs(scale) * 255.0
+    return bool((gain <= 1.0 + 1e-6).all())
+
+
+def _run(cv2, x: np.ndarray, g: Geometry, boundary: str, call, workers: int,
+         out_dtype=None) -> np.ndarray:
     """The valid output of geometry ``g`` from ``call(src, anchor, border)``.
 
     ``call`` returns an array the size of ``src``, whose position (i, j) is the
@@ -178,8 +194,8 @@ def _run(cv2, x: np.ndarray, g: Geometry, boundary: str, call, workers: int) -> 
 
     if len(strips) == 1:
         return strip(strips[0])
-    out = np.empty((out_h, out_w, x.shape[2]), np.float64 if x.dtype == np.float64 else
-                   np.float32)
+    out = np.empty((out_h, out_w, x.shape[2]), out_dtype or (
+        np.float64 if x.dtype == np.float64 else np.float32))
 
     def fill(bounds):
         out[bounds[0]:bounds[1]] = strip(bounds)
@@ -348,15 +364,21 @@ def _banded(cv2, src: np.ndarray, k: np.ndarray, g: Geometry, boundary: str,
 
 
 def separable(x: np.ndarray, terms, g: Geometry, boundary: str, scale: float, dtype,
-              workers: int) -> np.ndarray:
+              workers: int, *, to_uint8: bool = False) -> np.ndarray:
     """Valid convolution by a sum of separable terms: ``terms`` lists (column, row) factors,
-    ``(kh,)``/``(kw,)`` shared or ``(C, kh)``/``(C, kw)`` one per channel."""
+    ``(kh,)``/``(kw,)`` shared or ``(C, kh)``/``(C, kw)`` one per channel.
+
+    ``to_uint8`` (an 8-bit ``x``, one term, OpenCV loaded): the result as 8-bit samples,
+    ``rint(255·scale·(x ⊛ k))`` saturated, straight from OpenCV's float sums — no float
+    image, no separate quantizing pass (see :func:`integer_output`)."""
     dtype = np.dtype(dtype)
     cv2 = opencv()
     if cv2 is None:
         return _ndimage_separable(*_as_float(x, scale, dtype), terms, g, boundary, workers)
     depth = cv2.CV_32F if dtype == np.float32 else cv2.CV_64F
-    if x.dtype not in (np.uint8, np.uint16, dtype):
+    if to_uint8:
+        depth, dtype, scale = cv2.CV_8U, np.dtype(np.float32), scale * 255.0
+    elif x.dtype not in (np.uint8, np.uint16, dtype):
         x, scale = _as_float(x, scale, dtype)
 
     def one(src, c):
@@ -366,7 +388,8 @@ def separable(x: np.ndarray, terms, g: Geometry, boundary: str, scale: float, dt
             kr = np.ascontiguousarray((row if c is None else row[c])[::-1] * scale, dtype)
             y = _run(cv2, src, g, boundary,
                      lambda s, anchor, border: cv2.sepFilter2D(s, depth, kr, kc, anchor=anchor,
-                                                               borderType=border), workers)
+                                                               borderType=border), workers,
+                     np.uint8 if to_uint8 else None)
             out = y if out is None else np.add(out, y, out=out)
         return out
 

@@ -100,9 +100,14 @@ class Stage:
         return engine.plan(x, self.kernel, mode=self.mode, method=self.method,
                            budget=self.budget)
 
-    def run(self, x: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, engine.Plan | None]:
+    def run(self, x: np.ndarray, scale: float = 1.0, to_uint8: bool = False
+            ) -> tuple[np.ndarray, engine.Plan | None]:
         """Apply to a whole array: normalized floats, or integer samples ``scale`` normalizes.
-        Returns a new float array and the convolution's plan."""
+        Returns a new float array and the convolution's plan; with ``to_uint8`` perhaps
+        8-bit samples instead (``rint(255·y)``, where that is exact and faster: a plain
+        convolution, nothing after it — the caller checks the type)."""
+        if to_uint8 and self.kernel is not None and self._plain():
+            return self._convolve(x, scale, to_uint8=True)
         if self.kernel is None:
             return ops.remix_array(x, self.remix, scale, self.workers), None
         if self._remix_first():
@@ -125,20 +130,29 @@ class Stage:
                                                color.shape), self.dry, self.wet)
         return y, plan
 
+    def _plain(self) -> bool:
+        """Only the convolution: no scale, bias, remix, dry/wet or premultiplied alpha."""
+        return (self.scale == 1.0 and not self.bias and self.remix is None and not self.dry
+                and self.wet == 1.0 and not self.has_alpha)
+
     def _remix_first(self) -> bool:
         shared = self.kernel.ndim == (1 if self._signal else 2)
         return (self.remix is not None and shared and not self.has_alpha and not self.bias
                 and self.remix.matrix.shape[0] < self.remix.matrix.shape[1])
 
-    def _convolve(self, x: np.ndarray, scale: float) -> tuple[np.ndarray, engine.Plan]:
-        """scale·(x ⊛ k) + bias, images with alpha and a shared kernel premultiplied."""
+    def _convolve(self, x: np.ndarray, scale: float, to_uint8: bool = False
+                  ) -> tuple[np.ndarray, engine.Plan]:
+        """scale·(x ⊛ k) + bias, images with alpha and a shared kernel premultiplied
+        (``to_uint8``: a plain stage's result perhaps as 8-bit samples, see :meth:`run`)."""
         x, k = engine.prepare(x, self.kernel)
         premultiply = self.has_alpha and not self._signal and k.ndim == 2
         src, src_scale = (ops.premultiplied(x, scale), 1.0) if premultiply else (x, scale)
         plan = engine.plan(src, k, mode=self.mode, method=self.method, budget=self.budget)
         y = engine.convolve(src, k, mode=self.mode, boundary=self.boundary, chosen=plan,
-                            workers=self.workers, scale=src_scale)
+                            workers=self.workers, scale=src_scale, to_uint8=to_uint8)
         del src
+        if y.dtype == np.uint8:
+            return y, plan
         if premultiply:
             ops.unpremultiply(y)
         ops.affine(y[..., :-1] if self.has_alpha else y, self.scale, self.bias)
@@ -185,15 +199,17 @@ class Chain:
         """Taps of the whole chain along the first axis (its kernels' lengths combined)."""
         return sum(s.taps - 1 for s in self.stages) + 1
 
-    def run(self, x: np.ndarray, scale: float = 1.0, on_stage=None
+    def run(self, x: np.ndarray, scale: float = 1.0, on_stage=None, to_uint8: bool = False
             ) -> tuple[np.ndarray, list[engine.Plan | None]]:
         """Apply to a whole array; return the result and each stage's plan. ``on_stage(i)``
-        is called before stage ``i`` (errors can then say which stage failed)."""
+        is called before stage ``i`` (errors can then say which stage failed).
+        ``to_uint8``: the result may come as 8-bit samples (see :meth:`Stage.run`)."""
         plans = []
+        last = len(self.stages) - 1
         for i, stage in enumerate(self.stages):
             if on_stage:
                 on_stage(i)
-            x, plan = stage.run(x, scale)
+            x, plan = stage.run(x, scale, to_uint8=to_uint8 and i == last and not self.normalize)
             scale = 1.0
             plans.append(plan)
         if self.normalize:

@@ -431,3 +431,35 @@ def test_large_rank_two_kernel(method):
          + np.outer(r.standard_normal(61), r.standard_normal(61)))
     y = engine.convolve(x, k, mode="same", boundary="reflect", method=method)
     assert_close(y, ndimage_per_channel(x, k, "reflect"), np.float64)
+
+
+# ------------------------------------------------------------------ 8-bit results
+
+
+def test_eight_bit_result_straight_from_the_separable_pass():
+    """An 8-bit input, taps of one sign and gain at most 1: the result comes back as 8-bit
+    samples, equal to rounding the float result (a tie may round either way: within 1)."""
+    from pwfilter import ops
+    from pwfilter.stages import Chain, Stage
+
+    x = np.random.default_rng(3).integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    k = ops.blur_kernel("gaussian", 2, sigma=2.0)
+    fast = engine.convolve(x, k, boundary="reflect", scale=1 / 255, to_uint8=True)
+    ref = ndimage.gaussian_filter(x.astype(np.float64), (2, 2, 0), mode="reflect", truncate=4.0)
+    assert fast.dtype == np.uint8
+    assert np.abs(fast.astype(float) - ref).max() <= 0.5 + 1e-3
+    slow = engine.convolve(x, k, boundary="reflect", scale=1 / 255)
+    rounded = np.clip(np.rint(slow.astype(np.float64) * 255), 0, 255)
+    assert np.abs(fast - rounded).max() <= 1 and (fast != rounded).mean() < 1e-3
+    # Where the result could leave [0, 255] or needs more steps: floats, as before.
+    sharpen = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], np.float32)
+    assert engine.convolve(x, sharpen, scale=1 / 255, to_uint8=True).dtype == np.float32
+    g1 = ops.blur_kernel("gaussian", 2, sigma=1.0)
+    twice = engine.Separable(g1.col * 2, g1.row)
+    assert engine.convolve(x, twice, scale=1 / 255, to_uint8=True).dtype == np.float32
+    biased = Chain((Stage("blur", "image", 3, kernel=k, bias=0.1),))
+    assert biased.run(x, 1 / 255, to_uint8=True)[0].dtype == np.float32
+    plain = Chain((Stage("blur", "image", 3, kernel=k),))
+    assert plain.run(x, 1 / 255, to_uint8=True)[0].dtype == np.uint8
+    assert Chain(plain.stages, normalize=True).run(x, 1 / 255, to_uint8=True)[0].dtype \
+        == np.float32
