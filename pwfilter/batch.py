@@ -453,7 +453,9 @@ def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m
         edge //= 2
     common.limits.check_memory(held, f"{name} (in chunks of {edge})")
     common.detail(f"{name}: chunked ({why}): {chunked.describe(work)}, "
-                  f"{limits.format_bytes(per_chunk)} each, {workers} at a time")
+                  f"{limits.format_bytes(per_chunk)} each, "
+                  + ("as Dask tasks on the cluster" if isinstance(runner, chunked.ClusterRunner)
+                     else f"{workers} at a time on threads"))
     clipped = [0]
 
     def bands():
@@ -504,7 +506,7 @@ def _chunk_runner(common: Common, chain):
         except (ImportError, ValueError):
             pass
         else:
-            return chunked.ClusterRunner(worker_client), 2
+            return chunked.ClusterRunner(worker_client), 2  # memory: the writer's own two
     threads = chain.stages[0].workers or os.cpu_count() or 1
     return chunked.LocalRunner(threads), threads
 

@@ -24,8 +24,11 @@ import numpy as np
 from pwfilter.errors import PwfilterError
 from pwfilter.output import open_new
 
-#: Output tile edge of tiled TIFF (and Zarr chunk edge when the job's is larger).
+#: Output tile edge of tiled TIFF.
 TILE = 256
+#: Bytes of samples above which a TIFF is written as BigTIFF (classic TIFF's offsets are
+#: 32-bit; the margin leaves room for the directory and tile tables).
+BIGTIFF_ABOVE = 2 ** 32 - 2 ** 25
 REGION_FORMATS = ("TIFF", "NPY", "ZARR")
 _SAMPLES = (np.uint8, np.uint16, np.float32, np.float64)
 
@@ -371,7 +374,7 @@ def write_tiff(path: str, shape, dtype, bands, *, compression: int | None,
 
     extra = {"extrasamples": [2]} if has_alpha else {}
     kwargs = {"compression": ("zlib", compression)} if compression is not None else {}
-    big = h * w * c * dtype.itemsize > 2 ** 32 - 2 ** 25
+    big = h * w * c * dtype.itemsize > BIGTIFF_ABOVE
     with open_new(path) as fh:
         tifffile.imwrite(fh, tiles(), shape=(h, w, c) if c > 1 else (h, w), dtype=dtype,
                          tile=(TILE, TILE), photometric="rgb" if c >= 3 else "minisblack",

@@ -190,16 +190,17 @@ def tiled(path, arr, tile=(32, 32), **kw):
     return path
 
 
-@pytest.mark.parametrize("kind", ["u8", "u16", "f32", "striped"])
+@pytest.mark.parametrize("kind", ["u8", "u16", "f32", "striped", "bigtiff"])
 def test_chunked_tiff_equals_the_whole_image_run(tmp_path, kind):
     shape = (150, 170, 3)
     arr = {"u8": rand_u8(shape), "u16": rand_u16(shape), "f32": smooth(shape),
-           "striped": rand_u8(shape, seed=4)}[kind]
+           "striped": rand_u8(shape, seed=4), "bigtiff": rand_u8(shape, seed=5)}[kind]
     src = tmp_path / "in.tif"
     if kind == "striped":
         tifffile.imwrite(src, arr, rowsperstrip=16, photometric="rgb")
     else:
-        tiled(src, arr)
+        tiled(src, arr, bigtiff=kind == "bigtiff")
+    assert tifffile.TiffFile(src).is_bigtiff == (kind == "bigtiff")
     whole = run("blur", src, "--sigma", "2", "-o", tmp_path / "whole.tif")
     parts = run("blur", src, "--sigma", "2", "-o", tmp_path / "parts.tif", "--chunk", "40",
                 "-v")
@@ -354,8 +355,10 @@ def test_cluster_runs_the_chunks_through_the_cli(tmp_path, boundary):
     local = run("blur", src, "--sigma", "3", "--boundary", boundary, "--chunk", "32", "-o",
                 tmp_path / "local.tif")
     remote = run("blur", src, "--sigma", "3", "--boundary", boundary, "--chunk", "32", "-o",
-                 tmp_path / "remote.tif", "--scheduler", "local", timeout=180)
+                 tmp_path / "remote.tif", "--scheduler", "local", "-v", timeout=180)
     assert local.code == 0 and remote.code == 0, remote.stderr
+    assert "12 chunks of 32x32" in remote.stderr and "as Dask tasks on the cluster" in \
+        remote.stderr
     assert np.array_equal(tifffile.imread(tmp_path / "local.tif"),
                           tifffile.imread(tmp_path / "remote.tif"))
 
@@ -368,3 +371,25 @@ def test_grid_of_boundaries_for_a_chain_of_two():
                        Stage("b", "image", 1, kernel=k2, boundary=b2)))
         np.testing.assert_allclose(chunked_result(chain, image, 6), whole_result(chain, image),
                                    atol=1e-5, err_msg=f"{b1} then {b2}")
+
+
+def test_tiff_writer_tiles_and_bigtiff(tmp_path, monkeypatch):
+    """Rows of chunks of any height become 256x256 tiles; past the 4 GB mark (lowered here)
+    the file is a BigTIFF; the image reads back exactly."""
+    arr = rand_u8((600, 530, 3), seed=11)
+
+    def bands(rows):
+        for r0 in range(0, 600, rows):
+            band = arr[r0:r0 + rows]
+            yield [(c0, min(c0 + 200, 530), band[:, c0:c0 + 200]) for c0 in range(0, 530, 200)]
+
+    for rows, big in ((100, False), (512, True)):
+        monkeypatch.setattr(regions, "BIGTIFF_ABOVE", 0 if big else 2 ** 32)
+        path = tmp_path / f"{rows}.tif"
+        regions.write_tiff(str(path), arr.shape, np.uint8, bands(rows), compression=None,
+                           has_alpha=False)
+        with tifffile.TiffFile(path) as tif:
+            assert tif.is_bigtiff == big
+            page = tif.pages.first
+            assert page.is_tiled and (page.tilelength, page.tilewidth) == (256, 256)
+            assert np.array_equal(page.asarray(), arr)
