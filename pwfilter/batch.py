@@ -328,6 +328,9 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
                 written[os.path.realpath(target)] = name
             report(common, name, target, *done, time.perf_counter() - start)
             return
+    elif common.chunk and sniffed in m.IMAGE_FORMATS:
+        common.note(f"{name}: --chunk ignored: a {sniffed} is decoded whole (chunks need a "
+                    "TIFF, Zarr or .npy input)")
     if media is None and sniffed in ("WAV", "FLAC", "OGG", "AIFF"):
         reader = audiofile.AudioReader(name, limits=common.limits)
         chain = job.resolve(Input.of(reader.meta(), reader.frames), ctx)  # also in memory
@@ -363,6 +366,9 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
         buf = io.BytesIO()
         clipped = m.write_media(result, buf, fmt, options)
         write_stdout(buf.getvalue())
+    elif fmt == "ZARR":
+        clipped = _write_zarr(result, target, common.overwrite)
+        written[os.path.realpath(target)] = name
     else:
         with atomic_path(target, common.overwrite) as tmp:
             clipped = m.write_media(result, tmp, fmt, options)
@@ -440,6 +446,8 @@ def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m
     if out_fmt not in regions.REGION_FORMATS:
         raise PwfilterError(f"{name}: filtered in chunks, the result is written as tiled TIFF, "
                             f"Zarr or .npy, not {out_fmt} (name the output .tif, .zarr or .npy)")
+    if out_fmt == "ZARR":
+        regions.zarr_module(target)  # before any work: the extra is missing
     dtype = chunked.output_dtype(src, out_fmt)
     runner, workers = _chunk_runner(common, chain)
     edge = common.chunk or chunked.DEFAULT_CHUNK
@@ -480,6 +488,24 @@ def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m
                                    has_alpha=chain.alpha_out)
     facts = {"plans": chunked.plans(work), "normalized": chain.normalize, "shape": list(shape)}
     return result.replace(format=out_fmt), facts, clipped[0]
+
+
+def _write_zarr(result, target: str, overwrite: bool) -> int:
+    """A whole image as a Zarr store (8/16-bit as the input's samples, else float32)."""
+    from pwfilter import regions
+    from pwfilter.imagefile import image_samples
+    from pwfilter.output import atomic_dir
+
+    if result.kind != "image":
+        raise PwfilterError(f"{target}: Zarr holds images here; write audio as .wav, .flac "
+                            "or .npy")
+    regions.zarr_module(target)
+    samples, clipped = image_samples(result, result.bits if result.bits in (8, 16) else 32)
+    h, w, _ = samples.shape
+    with atomic_dir(target, overwrite) as tmp:
+        regions.write_zarr(tmp, samples.shape, samples.dtype, [[(0, w, samples)]],
+                           (min(h, 1024), min(w, 1024)))
+    return clipped
 
 
 def _npy_ndim(name: str) -> int:

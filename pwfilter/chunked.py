@@ -377,4 +377,4 @@ def describe(job: Job) -> str:
     h, w = job.grids[-1]
     ch, cw = job.chunk
     count = math.ceil(h / ch) * math.ceil(w / cw)
-    return f"{count} chunks of {ch}x{cw}"
+    return f"{count} chunk{'s' if count != 1 else ''} of {ch}x{cw}"

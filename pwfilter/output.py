@@ -27,7 +27,13 @@ STDOUT = "-"
 
 
 def is_dir_target(output: str) -> bool:
-    return output.endswith(("/", os.sep)) or os.path.isdir(output)
+    """``-o`` names a folder to write into (not a Zarr store, a folder that is one output)."""
+    return output.endswith(("/", os.sep)) or (os.path.isdir(output) and not _is_store(output))
+
+
+def _is_store(path: str) -> bool:
+    """An output that is a folder: a Zarr store (``.zarr``)."""
+    return path.lower().endswith(".zarr")
 
 
 def plan_output(input_name: str, command: str, output: str | None, suffix: str | None,
@@ -92,7 +98,13 @@ def check_target(target: str, reads: ReadFiles, overwrite: bool) -> None:
     if not target:
         raise PwfilterError("the output path is empty")
     if os.path.isdir(target):
-        raise PwfilterError(f"{target}: is a directory")
+        from pwfilter.regions import is_zarr
+
+        if not (_is_store(target) and is_zarr(target)):  # only a store is ours to replace
+            raise PwfilterError(f"{target}: is a directory")
+        if not overwrite:
+            raise PwfilterError(f"{target}: exists (use --overwrite to replace it)")
+        return
     if os.path.exists(target) and not os.path.isfile(target):
         raise PwfilterError(f"{target}: not a regular file (a device, FIFO or socket); "
                             "pwfilter replaces only regular files")

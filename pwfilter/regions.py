@@ -41,7 +41,8 @@ def is_zarr(path: str) -> bool:
 
 def _detail(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else ""
+    return text if len(text) > 3 else f"{type(exc).__name__} {text}".strip()
 
 
 @dataclass
@@ -171,6 +172,7 @@ def open_source(path: str, name: str, fmt: str) -> Source:
     from pwfilter.imagefile import quiet_codec_logs
 
     quiet_codec_logs()
+    path = os.path.abspath(path)  # chunks may be read by a cluster's other workers
     if fmt == "TIFF":
         return _open_tiff(path, name)
     if fmt == "NPY":
@@ -270,11 +272,7 @@ def _open_npy(path: str, name: str) -> NpySource:
 def _zarr_array(path: str, name: str):
     """The array at ``path`` (or the full-resolution level of an OME-Zarr image there),
     and the names of its axes (None when the store does not say)."""
-    try:
-        import zarr
-    except ImportError:
-        raise PwfilterError(f'{name}: Zarr needs the zarr package: pip install "pwfilter[zarr]"'
-                            ) from None
+    zarr = zarr_module(name)
     try:
         node = zarr.open(path, mode="r")
         axes = None
@@ -411,9 +409,19 @@ def _joined(pieces) -> np.ndarray:
     return np.concatenate([samples for _, _, samples in pieces], axis=1)
 
 
+def zarr_module(name: str):
+    """The zarr package, or the one-line error naming its extra."""
+    try:
+        import zarr
+    except ImportError:
+        raise PwfilterError(f'{name}: Zarr needs the zarr package: pip install "pwfilter[zarr]"'
+                            ) from None
+    return zarr
+
+
 def write_zarr(path: str, shape, dtype, bands, chunk: tuple[int, int]) -> None:
     """A Zarr array in the folder ``path`` (a new, empty folder), row band by row band."""
-    import zarr
+    zarr = zarr_module(path)
 
     arr = zarr.create_array(store=path, shape=tuple(shape), dtype=np.dtype(dtype),
                             chunks=(chunk[0], chunk[1], shape[2]), zarr_format=3)

@@ -118,7 +118,8 @@ def run_on_cluster(common, inputs: tuple[str, ...], command: str, job, suffix,
     except (OSError, TimeoutError) as exc:
         raise PwfilterError(f"--scheduler {address}: cannot connect ({exc})") from None
     with client:
-        state = client.scatter((common, inputs, command, job, suffix), broadcast=True)
+        state = client.scatter((common, inputs, command, job, suffix, os.getcwd()),
+                               broadcast=True)
         futures = {client.submit(_task, state, i, fresh.get(i),
                                  key=f"pwfilter-{os.getpid()}-{i}", pure=False, retries=2): i
                    for i in todo}
@@ -153,13 +154,23 @@ def _task(state, i: int, fresh: str | None = None) -> tuple[str, str, str]:
 
     from pwfilter import batch
 
+    *state, folder = state
+    # Relative paths (inputs, outputs, kernels) name files in the folder the command was
+    # started from: the worker works there (the file system is shared, see the README).
+    try:
+        if os.getcwd() != folder:
+            os.chdir(folder)
+    except OSError as exc:
+        return batch.FAILED, "", (f"pwfilter: error: {state[1][i]}: the worker cannot enter "
+                                  f"{folder} ({exc.strerror}): the cluster's workers need the "
+                                  "same file system at the same paths\n")
     if fresh is not None and os.path.lexists(fresh):
         common, inputs = state[0], state[1]
         out = json.dumps({"input": inputs[i], "output": fresh, "retried": True}) + "\n" \
             if common.json else ""
         return batch.DONE, out, ""
 
-    key = id(state)
+    key = id(state[1])
     if key not in _task_states:
         _task_states.clear()
         _task_states[key] = batch.FileState(*state)

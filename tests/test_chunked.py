@@ -393,3 +393,42 @@ def test_tiff_writer_tiles_and_bigtiff(tmp_path, monkeypatch):
             page = tif.pages.first
             assert page.is_tiled and (page.tilelength, page.tilewidth) == (256, 256)
             assert np.array_equal(page.asarray(), arr)
+
+
+def test_zarr_output_rules(tmp_path, capsys, monkeypatch):
+    """A Zarr store is one output: an existing one is refused without --overwrite and
+    replaced with it (never written into); an in-memory result can be a store too; without
+    the zarr package the error names the extra."""
+    import imagecodecs
+
+    from conftest import run_main
+
+    pytest.importorskip("zarr")
+    import zarr
+
+    src = tiled(tmp_path / "in.tif", rand_u8((70, 60, 3), seed=12))
+    first = run("blur", src, "--chunk", "32", "-o", tmp_path / "o.zarr")
+    assert first.code == 0, first.stderr
+    again = run("blur", src, "--chunk", "32", "-o", tmp_path / "o.zarr", "--sigma", "1")
+    assert again.code == 1 and "o.zarr: exists (use --overwrite" in again.stderr
+    forced = run("blur", src, "--chunk", "32", "-o", tmp_path / "o.zarr", "--sigma", "1",
+                 "--overwrite")
+    assert forced.code == 0, forced.stderr
+    assert sorted(os.listdir(tmp_path / "o.zarr")) == ["c", "zarr.json"]
+    ref = run("blur", src, "--sigma", "1", "-o", tmp_path / "ref.tif")
+    assert ref.code == 0
+    assert np.array_equal(zarr.open(str(tmp_path / "o.zarr"), mode="r")[:],
+                          tifffile.imread(tmp_path / "ref.tif"))
+    png = tmp_path / "in.png"
+    png.write_bytes(imagecodecs.png_encode(rand_u8((40, 30, 3), seed=13)))
+    whole = run("blur", png, "-o", tmp_path / "p.zarr", "--chunk", "16")
+    assert whole.code == 0 and "--chunk ignored: a PNG is decoded whole" in whole.stderr
+    as_png = run("blur", png, "-o", tmp_path / "p.png")
+    assert np.array_equal(zarr.open(str(tmp_path / "p.zarr"), mode="r")[:],
+                          imagecodecs.png_decode((tmp_path / "p.png").read_bytes()))
+    assert as_png.code == 0
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    code, _, err = run_main(capsys, "blur", src, "--chunk", "32", "-o", tmp_path / "n.zarr")
+    assert code == 1
+    assert err.strip().endswith('Zarr needs the zarr package: pip install "pwfilter[zarr]"')
+    assert not (tmp_path / "n.zarr").exists()

@@ -139,3 +139,19 @@ def test_without_the_extra_one_line_names_the_install(tmp_path, monkeypatch, cap
     assert code == 1
     assert err.splitlines() == ['pwfilter: error: --scheduler needs Dask distributed: '
                                 'pip install "pwfilter[dask]"']
+
+
+def test_relative_paths_name_files_in_the_callers_folder(tmp_path, cluster):
+    """Workers started elsewhere resolve the command's relative paths (inputs, output
+    folder, a kernel file) in the folder the command was started from."""
+    import numpy as np
+
+    make_inputs(tmp_path / "in", 3)
+    np.save(tmp_path / "k.npy", np.full((3, 3), 1 / 9, np.float32))
+    local = run("convolve", "in/p00.png", "in/p01.png", "in/p02.png", "k.npy", "-o", "local/",
+                "--jobs", "1", cwd=tmp_path)
+    remote = run("convolve", "in/p00.png", "in/p01.png", "in/p02.png", "k.npy", "-o",
+                 "remote/", "--scheduler", cluster.address, cwd=tmp_path, timeout=120)
+    assert local.code == 0 and remote.code == 0, remote.stderr
+    assert snapshot(tmp_path / "local") == snapshot(tmp_path / "remote")
+    assert len(snapshot(tmp_path / "remote")) == 3
