@@ -106,6 +106,15 @@ def _npy(arr) -> bytes:
     return buf.getvalue()
 
 
+def _tiled_tiff(arr) -> bytes:
+    """A tiled, deflated TIFF (16x16 tiles): the chunked path's region reader."""
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, tile=(16, 16), compression="zlib", photometric="rgb")
+    return buf.getvalue()
+
+
 def make_seeds() -> dict[str, tuple[str, bytes]]:
     """name -> (suffix, bytes) of small valid files."""
     import imagecodecs
@@ -123,6 +132,8 @@ def make_seeds() -> dict[str, tuple[str, bytes]]:
         "jpeg-progressive": (".jpg", _pil(rgb, "JPEG", quality=70, progressive=True)),
         "tiff": (".tif", imagecodecs.tiff_encode(rgb)),
         "tiff-pil-deflate": (".tif", _pil(rgb, "TIFF", compression="tiff_adobe_deflate")),
+        "tiff-tiled-deflate": (".tif", _tiled_tiff(rng.integers(0, 256, (40, 36, 3),
+                                                                dtype=np.uint8))),
         "bmp": (".bmp", _pil(rgb, "BMP")),
         "webp": (".webp", _pil(rgb, "WEBP", quality=80)),
         "wav-pcm16": (".wav", _audio("WAV", "PCM_16")),
@@ -624,6 +635,10 @@ class Fuzzer:
         out_name = "o.npy" if self.rnd.random() < 0.6 else "o" + self.seeds[name][0]
         self.run("media", ["blur", path, "-o", os.path.join(self.outdir, out_name)], desc,
                  {out_name}, files)
+        if suffix in (".tif", ".npy"):  # the chunked path: regions read tile by tile
+            chunked = "c.npy" if self.rnd.random() < 0.5 else "c.tif"
+            self.run("media", ["blur", path, "--chunk", "16", "-o",
+                               os.path.join(self.outdir, chunked)], desc, {chunked}, files)
         self.run("media", ["info", path], desc, set(), files)
 
     def specs(self) -> None:

@@ -455,10 +455,17 @@ def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m
         work = chunked.make_job(chain, src, edge, dtype)
         per_chunk = chunked.chunk_memory(work)
         band = work.chunk[0] * work.grids[-1][1] * chain.c_out * np.dtype(dtype).itemsize
-        held = per_chunk * workers + 3 * band  # chunks at work; a row written, two coming
+        # Chunks at work, each with a decoded tile or strip; a row written, two coming.
+        held = (per_chunk + src.segment_bytes) * workers + 3 * band
         if held <= budget or common.chunk or edge <= 16:
             break
         edge //= 2
+    if src.segment_bytes * workers > budget // 2:
+        raise PwfilterError(f"{name}: its {'tiles' if src.layout == 'tiled' else 'strips'} of "
+                            f"{src.tile[0]}x{src.tile[1]} pixels are decoded whole, "
+                            f"{limits.format_bytes(src.segment_bytes)} each: too large to "
+                            "filter in chunks within the memory limit; make it a tiled TIFF "
+                            "(vips tiffsave IN OUT.tif --tile --bigtiff)")
     common.limits.check_memory(held, f"{name} (in chunks of {edge})")
     common.detail(f"{name}: chunked ({why}): {chunked.describe(work)}, "
                   f"{limits.format_bytes(per_chunk)} each, "

@@ -119,7 +119,9 @@ def make_job(chain: Chain, source, chunk: int | tuple[int, int] | None,
     size = (n, n) if isinstance(n, int) else tuple(n)
     oh, ow = grids[-1]
     if getattr(source, "layout", "tiled") == "rows" and isinstance(n, int):
-        size = (max(16, min(oh, n * n // max(ow, 1))), ow)
+        rows = max(16, n * n // max(ow, 1))
+        strip = source.tile[0]  # whole strips per band: each strip is decoded once
+        size = (min(oh, -(-rows // strip) * strip), ow)
     size = (max(1, min(size[0], oh)), max(1, min(size[1], ow)))
     valid = tuple(dataclasses.replace(s, mode="valid", workers=1) if s.kernel is not None
                   else dataclasses.replace(s, workers=1) for s in chain.stages)

@@ -71,6 +71,11 @@ class Source:
     def has_alpha(self) -> bool:
         return self.format != "NPY" and self.shape[2] in (2, 4)
 
+    @property
+    def segment_bytes(self) -> int:
+        """Bytes of the unit decoded whole for any read touching it (tile, strip, chunk)."""
+        return self.tile[0] * self.tile[1] * self.shape[2] * self.dtype.itemsize
+
     def __getstate__(self):  # open handles stay behind: a Dask worker reopens the file
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 

@@ -432,3 +432,21 @@ def test_zarr_output_rules(tmp_path, capsys, monkeypatch):
     assert code == 1
     assert err.strip().endswith('Zarr needs the zarr package: pip install "pwfilter[zarr]"')
     assert not (tmp_path / "n.zarr").exists()
+
+
+def test_strips_are_decoded_once_and_a_giant_strip_is_refused(tmp_path):
+    """A striped TIFF is cut in bands of whole strips; a strip too large to decode within
+    the budget (one deflated strip for the whole image) is refused up front with advice."""
+    arr = rand_u8((300, 200, 3), seed=14)
+    src = tmp_path / "s.tif"
+    tifffile.imwrite(src, arr, rowsperstrip=48, compression="zlib", photometric="rgb")
+    ok = run("blur", src, "--chunk", "40", "-v", "-o", tmp_path / "o.tif")
+    assert ok.code == 0 and "chunks of 48x200" in ok.stderr, ok.stderr
+    one = tmp_path / "one.tif"
+    tifffile.imwrite(one, np.zeros((3000, 4000, 3), np.uint8), rowsperstrip=3000,
+                     compression="zlib", photometric="rgb")
+    bad = run("blur", one, "--chunk", "64", "--max-memory", "40M", "-o", tmp_path / "x.tif")
+    assert bad.code == 1
+    [line] = bad.stderr_lines
+    assert "strips of 3000x4000 pixels are decoded whole" in line and "tiled TIFF" in line
+    assert not (tmp_path / "x.tif").exists()
