@@ -450,23 +450,14 @@ def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m
         regions.zarr_module(target)  # before any work: the extra is missing
     dtype = chunked.output_dtype(src, out_fmt)
     runner, workers = _chunk_runner(common, chain)
-    edge = common.chunk or chunked.DEFAULT_CHUNK
-    while True:  # without --chunk, the largest chunks (down to 16) that fit the budget
-        work = chunked.make_job(chain, src, edge, dtype)
-        per_chunk = chunked.chunk_memory(work)
-        band = work.chunk[0] * work.grids[-1][1] * chain.c_out * np.dtype(dtype).itemsize
-        # Chunks at work, each with a decoded tile or strip; a row written, two coming.
-        held = (per_chunk + src.segment_bytes) * workers + 3 * band
-        if held <= budget or common.chunk or edge <= 16:
-            break
-        edge //= 2
+    work, per_chunk, held = chunked.fit(chain, src, common.chunk, dtype, workers, budget)
     if src.segment_bytes * workers > budget // 2:
         raise PwfilterError(f"{name}: its {'tiles' if src.layout == 'tiled' else 'strips'} of "
                             f"{src.tile[0]}x{src.tile[1]} pixels are decoded whole, "
                             f"{limits.format_bytes(src.segment_bytes)} each: too large to "
                             "filter in chunks within the memory limit; make it a tiled TIFF "
                             "(vips tiffsave IN OUT.tif --tile --bigtiff)")
-    common.limits.check_memory(held, f"{name} (in chunks of {edge})")
+    common.limits.check_memory(held, f"{name} (in chunks of {work.chunk[0]}x{work.chunk[1]})")
     common.detail(f"{name}: chunked ({why}): {chunked.describe(work)}, "
                   f"{limits.format_bytes(per_chunk)} each, "
                   + ("as Dask tasks on the cluster" if isinstance(runner, chunked.ClusterRunner)
@@ -479,20 +470,9 @@ def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m
             yield pieces
 
     shape = work.out_shape
-    if out_fmt == "ZARR":
-        from pwfilter.output import atomic_dir
-
-        with atomic_dir(target, common.overwrite) as tmp:
-            regions.write_zarr(tmp, shape, dtype, bands(), work.chunk)
-    else:
-        from pwfilter.output import atomic_path
-
-        with atomic_path(target, common.overwrite) as tmp:
-            if out_fmt == "NPY":
-                regions.write_npy(tmp, shape, dtype, bands())
-            else:
-                regions.write_tiff(tmp, shape, dtype, bands(), compression=options.compression,
-                                   has_alpha=chain.alpha_out)
+    regions.write_output(out_fmt, target, common.overwrite, shape, dtype, bands(),
+                         chunk=work.chunk, compression=options.compression,
+                         has_alpha=chain.alpha_out)
     facts = {"plans": chunked.plans(work), "normalized": chain.normalize, "shape": list(shape)}
     return result.replace(format=out_fmt), facts, clipped[0]
 
@@ -501,7 +481,6 @@ def _write_zarr(result, target: str, overwrite: bool) -> int:
     """A whole image as a Zarr store (8/16-bit as the input's samples, else float32)."""
     from pwfilter import regions
     from pwfilter.imagefile import image_samples
-    from pwfilter.output import atomic_dir
 
     if result.kind != "image":
         raise PwfilterError(f"{target}: Zarr holds images here; write audio as .wav, .flac "
@@ -509,9 +488,8 @@ def _write_zarr(result, target: str, overwrite: bool) -> int:
     regions.zarr_module(target)
     samples, clipped = image_samples(result, result.bits if result.bits in (8, 16) else 32)
     h, w, _ = samples.shape
-    with atomic_dir(target, overwrite) as tmp:
-        regions.write_zarr(tmp, samples.shape, samples.dtype, [[(0, w, samples)]],
-                           (min(h, 1024), min(w, 1024)))
+    regions.write_output("ZARR", target, overwrite, samples.shape, samples.dtype,
+                         [[(0, w, samples)]], chunk=(min(h, 1024), min(w, 1024)))
     return clipped
 
 

@@ -128,6 +128,23 @@ def make_job(chain: Chain, source, chunk: int | tuple[int, int] | None,
     return Job(chain, source, size, tuple(grids), valid, np.dtype(out_dtype))
 
 
+def fit(chain: Chain, source, chunk: int | None, out_dtype, workers: int,
+        budget: int) -> tuple[Job, int, int]:
+    """The job in chunks of ``chunk`` pixels, or without one the largest chunks (1024
+    down to 16) whose memory fits ``budget``; with each chunk's bytes and all held at
+    once: chunks at work, each with a decoded tile or strip, and three rows of output
+    (one being written, two coming)."""
+    edge = chunk or DEFAULT_CHUNK
+    while True:
+        job = make_job(chain, source, edge, out_dtype)
+        per_chunk = chunk_memory(job)
+        band = job.chunk[0] * job.grids[-1][1] * chain.c_out * np.dtype(out_dtype).itemsize
+        held = (per_chunk + source.segment_bytes) * workers + 3 * band
+        if held <= budget or chunk or edge <= 16:
+            return job, per_chunk, held
+        edge //= 2
+
+
 def chunk_memory(job: Job) -> int:
     """Bytes one chunk holds at most: its widened input and output per stage, with the
     method's buffers (the in-memory estimate's factor 4 on the float region)."""

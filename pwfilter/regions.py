@@ -454,3 +454,23 @@ class ArraySource(Source):
 
     def read(self, r0, r1, c0, c1):
         return np.asarray(self.facts["array"][r0:r1, c0:c1])
+
+
+def write_output(fmt: str, target: str, overwrite: bool, shape, dtype, bands, *,
+                 chunk: tuple[int, int], compression: int | None = None,
+                 has_alpha: bool = False) -> None:
+    """Write rows of chunks as ``fmt`` (``TIFF``, ``NPY`` or ``ZARR``) to ``target``,
+    atomically: a file through :func:`pwfilter.output.atomic_path`, a Zarr store through
+    :func:`pwfilter.output.atomic_dir`."""
+    from pwfilter.output import atomic_dir, atomic_path
+
+    if fmt == "ZARR":
+        zarr_module(target)  # before any work when the extra is missing
+        with atomic_dir(target, overwrite) as tmp:
+            write_zarr(tmp, shape, dtype, bands, chunk)
+        return
+    with atomic_path(target, overwrite) as tmp:
+        if fmt == "NPY":
+            write_npy(tmp, shape, dtype, bands)
+        else:
+            write_tiff(tmp, shape, dtype, bands, compression=compression, has_alpha=has_alpha)
