@@ -329,8 +329,8 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
             report(common, name, target, *done, time.perf_counter() - start)
             return
     elif common.chunk and sniffed in m.IMAGE_FORMATS:
-        common.note(f"{name}: --chunk ignored: a {sniffed} is decoded whole (chunks need a "
-                    "TIFF, Zarr or .npy input)")
+        common.detail(f"{name}: --chunk ignored: a {sniffed} is decoded whole (chunks need a "
+                      "TIFF, Zarr or .npy input)")
     if media is None and sniffed in ("WAV", "FLAC", "OGG", "AIFF"):
         reader = audiofile.AudioReader(name, limits=common.limits)
         chain = job.resolve(Input.of(reader.meta(), reader.frames), ctx)  # also in memory

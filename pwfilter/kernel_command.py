@@ -98,7 +98,7 @@ def write_kernel(kernel, output: str, overwrite: bool) -> str:
         if text:
             sep = "," if output.lower().endswith(".csv") else " "
             np.savetxt(fh, np.atleast_2d(dense), fmt="%.17g", delimiter=sep,
-                       header=f"pwfilter kernel {kernel.name}")
+                       header=f"pwfilter kernel {kernel.name}", encoding="utf-8")
         else:
             np.save(fh, dense, allow_pickle=False)
 

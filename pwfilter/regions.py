@@ -186,46 +186,53 @@ def open_source(path: str, name: str, fmt: str) -> Source:
 
 
 def _open_tiff(path: str, name: str) -> TiffSource:
-    import tifffile
-
+    """A TIFF's first image as a region source, checked against its file: every refusal,
+    however the directory is damaged, is one line naming the file."""
     try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            shape, dtype = page.shape, np.dtype(page.dtype)
-            tiled = page.is_tiled
-            chunk = page.chunks
-            planar, samples = page.planarconfig, page.samplesperpixel
-            code = int(page.compression)
-            try:
-                compression = tifffile.COMPRESSION(code).name
-            except ValueError:
-                compression = f"compression {code}"
-            depth = page.imagedepth
-            bigtiff = tif.is_bigtiff
-            starts = np.asarray(page.dataoffsets, np.int64)
-            counts = np.asarray(page.databytecounts, np.int64)
-            offsets = len(starts)
-            size = os.fstat(tif.filehandle.fileno()).st_size
+        return _tiff_source(path, name)
     except PwfilterError:
         raise
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for damage
+    except Exception as exc:  # noqa: BLE001 - a damaged directory fails in many ways
         raise PwfilterError(f"{name}: corrupt or truncated TIFF ({_detail(exc)})") from None
+
+
+def _tiff_source(path: str, name: str) -> TiffSource:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        shape, dtype = tuple(int(n) for n in page.shape), np.dtype(page.dtype)
+        tiled = bool(page.is_tiled)
+        chunk = tuple(int(n) for n in page.chunks)
+        planar, samples = int(page.planarconfig), int(page.samplesperpixel)
+        code = int(page.compression)
+        try:
+            compression = tifffile.COMPRESSION(code).name
+        except ValueError:
+            compression = f"compression {code}"
+        depth = int(page.imagedepth)
+        bigtiff = tif.is_bigtiff
+        starts = np.asarray(page.dataoffsets, np.int64)
+        counts = np.asarray(page.databytecounts, np.int64)
+        size = os.fstat(tif.filehandle.fileno()).st_size
     if dtype.type not in (np.uint8, np.uint16, np.float32):
         raise PwfilterError(f"{name}: {dtype} samples are not supported (8- or 16-bit "
                             "integers, or 32-bit float)")
-    if depth > 1 or (samples > 1 and int(planar) != 1):
+    if depth > 1 or (samples > 1 and planar != 1):
         raise PwfilterError(f"{name}: only contiguous 2-D TIFF images can be read by region "
                             "(this one is planar or a volume)")
+    if len(shape) not in (2, 3) or min(shape) < 1 or len(chunk) < 2 or min(chunk[:2]) < 1:
+        raise PwfilterError(f"{name}: corrupt TIFF (image {shape}, tiles or strips {chunk})")
     h, w = shape[0], shape[1]
     c = 1 if len(shape) == 2 else shape[2]
     if c not in (1, 2, 3, 4):
         raise PwfilterError(f"{name}: unsupported image layout {shape}")
     tile = (chunk[0], chunk[1])
     expected = -(-h // tile[0]) * -(-w // tile[1])
-    if offsets != expected or len(counts) != expected:
-        raise PwfilterError(f"{name}: corrupt TIFF ({offsets} tiles or strips listed, "
+    if len(starts) != expected or len(counts) != expected:
+        raise PwfilterError(f"{name}: corrupt TIFF ({len(starts)} tiles or strips listed, "
                             f"{expected} expected)")
-    if np.any(starts + counts > size):
+    if np.any(starts < 0) or np.any(counts < 0) or np.any(starts + counts > size):
         raise PwfilterError(f"{name}: truncated TIFF (tile or strip data past the end of the "
                             "file)")
     if compression.lower() == "none":  # uncompressed: each segment's size is known

@@ -421,7 +421,7 @@ def test_zarr_output_rules(tmp_path, capsys, monkeypatch):
                           tifffile.imread(tmp_path / "ref.tif"))
     png = tmp_path / "in.png"
     png.write_bytes(imagecodecs.png_encode(rand_u8((40, 30, 3), seed=13)))
-    whole = run("blur", png, "-o", tmp_path / "p.zarr", "--chunk", "16")
+    whole = run("blur", png, "-o", tmp_path / "p.zarr", "--chunk", "16", "-v")
     assert whole.code == 0 and "--chunk ignored: a PNG is decoded whole" in whole.stderr
     as_png = run("blur", png, "-o", tmp_path / "p.png")
     assert np.array_equal(zarr.open(str(tmp_path / "p.zarr"), mode="r")[:],
@@ -450,3 +450,42 @@ def test_strips_are_decoded_once_and_a_giant_strip_is_refused(tmp_path):
     [line] = bad.stderr_lines
     assert "strips of 3000x4000 pixels are decoded whole" in line and "tiled TIFF" in line
     assert not (tmp_path / "x.tif").exists()
+
+
+def _patch_tag(data: bytes, tag: int, value: int) -> bytes:
+    """A classic little-endian TIFF with the first directory's ``tag`` set to ``value``."""
+    import struct
+
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    count = struct.unpack_from("<H", data, ifd)[0]
+    out = bytearray(data)
+    for i in range(count):
+        at = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, at)[0] == tag:
+            kind = struct.unpack_from("<H", data, at + 2)[0]
+            struct.pack_into("<H" if kind == 3 else "<I", out, at + 8, value)
+            return bytes(out)
+    raise AssertionError(f"no tag {tag}")
+
+
+@pytest.mark.parametrize("tag, value", [(322, 0), (323, 0), (256, 0), (257, 0), (322, 65535),
+                                        (277, 7), (284, 2), (258, 12)])
+def test_damaged_tiff_directories_are_one_line(tmp_path, tag, value):
+    """Found by fuzzing the region reader: zero or absurd tile and image sizes, odd sample
+    counts and layouts fail as one line, for info, the chunked and the in-memory path."""
+    import io as _io
+
+    buf = _io.BytesIO()
+    tifffile.imwrite(buf, rand_u8((40, 36, 3)), tile=(16, 16), compression="zlib",
+                     photometric="rgb")
+    src = tmp_path / "bad.tif"
+    src.write_bytes(_patch_tag(buf.getvalue(), tag, value))
+    (tmp_path / "out").mkdir()
+    for args in (["info", src], ["blur", src, "--chunk", "16", "-o", tmp_path / "out" / "c.tif"],
+                 ["blur", src, "-o", tmp_path / "out" / "w.tif"]):
+        r = run(*args)
+        assert r.code in (0, 1), (args, r.stderr)
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+        if r.code == 1:
+            assert len(r.stderr_lines) == 1 and str(src) in r.stderr, r.stderr
+    assert all(not n.startswith(".pwfilter") for n in os.listdir(tmp_path / "out"))
