@@ -395,7 +395,7 @@ def method_memory(g: Geometry, method: str, block: int = 0, workers: int = 0) ->
     (direct, separable) may extend the whole input first (banded kernels,
     ``wrap``, ``full``, SciPy's fallback); the FFT of a signal holds its
     padded transforms (:func:`fft_memory`); an image's FFT holds one row
-    block's buffers per thread; overlap-add holds the extended signal and its
+    block's buffers per thread and the kernel's spectrum; overlap-add holds the extended signal and its
     batches (:data:`spectral.BATCH_SAMPLES` samples per batch, two in flight).
     It does not count the input's decoding (see :mod:`pwfilter.limits`).
     """
@@ -412,7 +412,8 @@ def method_memory(g: Geometry, method: str, block: int = 0, workers: int = 0) ->
         return outputs + extended + batch
     rows = block or image_block_rows(g)
     threads = max(1, min(workers or default_workers(), math.ceil(g.out_shape[0] / rows)))
-    return outputs + threads * spectral.image_block_memory(rows, g)
+    return (outputs + threads * spectral.image_block_memory(rows, g)
+            + spectral.image_kernel_memory(rows, g))
 
 
 def fitting(g: Geometry, methods: tuple[str, ...], budget: int, block: int = 0,

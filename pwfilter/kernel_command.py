@@ -14,7 +14,7 @@ import io
 import json
 import os
 
-from pwfilter.errors import PwfilterError
+from pwfilter.errors import PwfilterError, printable
 
 
 def kernel_command(spec: str, *, rate: int = 0, audio: bool = False, output: str | None = None,
@@ -58,7 +58,7 @@ def kernel_command(spec: str, *, rate: int = 0, audio: bool = False, output: str
     if plot is not None:
         with atomic_path(plot, overwrite) as tmp, open_new(tmp) as fh:
             plotting.draw(kernel, fh, fmt)
-        lines.append(f"{plot}: the response of {kernel.name} drawn ({fmt.upper()})")
+        lines.append(printable(f"{plot}: the response of {kernel.name} drawn ({fmt.upper()})"))
     to_stderr = output == "-"
     if as_json:
         report.update(output=output, plot=plot)
@@ -109,7 +109,7 @@ def write_kernel(kernel, output: str, overwrite: bool) -> str:
     else:
         with atomic_path(output, overwrite) as tmp, open_new(tmp) as fh:
             write(fh)
-    line = f"{output}: {kernel.name} shape {dense.shape}, sum {dense.sum():.6g}"
+    line = printable(f"{output}: {kernel.name} shape {dense.shape}, sum {dense.sum():.6g}")
     if kernel.axes == 2:
         return f"{line}, rank {engine.kernel_rank(kernel.array, 2)[0]}"
     return line if kernel.per_channel else f"{line}, rank 1"

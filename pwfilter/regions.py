@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ TILE = 256
 #: 32-bit; the margin leaves room for the directory and tile tables).
 BIGTIFF_ABOVE = 2 ** 32 - 2 ** 25
 REGION_FORMATS = ("TIFF", "NPY", "ZARR")
+_OPEN_LOCK = threading.Lock()  # a source's files are opened once, by the first reader
 _SAMPLES = (np.uint8, np.uint16, np.float32, np.float64)
 
 
@@ -84,20 +86,23 @@ class Source:
 
 
 class TiffSource(Source):
-    def _page(self):
-        page = self.__dict__.get("_page_obj")
-        if page is None:
+    def _opened(self):
+        """The first page's decoder and a descriptor for ``pread``, opened once (threads
+        of a chunked job share them)."""
+        opened = self.__dict__.get("_opened_state")
+        if opened is None:
             import tifffile
 
-            tif = tifffile.TiffFile(self.path)
-            page = tif.pages.first
-            self.__dict__["_tif"], self.__dict__["_page_obj"] = tif, page
-            self.__dict__["_fd"] = os.open(self.path, os.O_RDONLY)
-        return page
+            with _OPEN_LOCK:
+                opened = self.__dict__.get("_opened_state")
+                if opened is None:
+                    tif = tifffile.TiffFile(self.path)
+                    opened = (tif, tif.pages.first, os.open(self.path, os.O_RDONLY))
+                    self.__dict__["_opened_state"] = opened
+        return opened[1], opened[2]
 
     def read(self, r0, r1, c0, c1):
-        page = self._page()
-        fd = self.__dict__["_fd"]
+        page, fd = self._opened()
         th, tw = self.tile
         out = np.zeros((r1 - r0, c1 - c0, self.shape[2]), self.dtype)
         across = -(-self.shape[1] // tw)
@@ -131,7 +136,10 @@ class NpySource(Source):
     def read(self, r0, r1, c0, c1):
         fd = self.__dict__.get("_fd")
         if fd is None:
-            fd = self.__dict__["_fd"] = os.open(self.path, os.O_RDONLY)
+            with _OPEN_LOCK:
+                fd = self.__dict__.get("_fd")
+                if fd is None:
+                    fd = self.__dict__["_fd"] = os.open(self.path, os.O_RDONLY)
         h, w, c = self.shape
         stored = np.dtype(self.facts["stored"])
         row = w * c * stored.itemsize
@@ -150,7 +158,10 @@ class ZarrSource(Source):
     def read(self, r0, r1, c0, c1):
         arr = self.__dict__.get("_arr")
         if arr is None:
-            arr = self.__dict__["_arr"] = _zarr_array(self.path, self.name)[0]
+            with _OPEN_LOCK:
+                arr = self.__dict__.get("_arr")
+                if arr is None:
+                    arr = self.__dict__["_arr"] = _zarr_array(self.path, self.name)[0]
         order = self.facts["order"]  # axis positions of y, x, c in the stored array
         index = [0] * arr.ndim
         index[order[0]] = slice(r0, r1)

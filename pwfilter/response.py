@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from pwfilter.errors import printable
+
 #: The smallest frequency grid (bins from DC to Nyquist: half of it); longer kernels get
 #: at least two bins per tap, so that no peak or null hides between bins.
 MIN_FFT = 1 << 16
@@ -462,7 +464,7 @@ def summary(d: dict) -> str:
     if d["axes"] == 2:
         shape = "x".join(map(str, d["shape"][-2:]))
         each = f", one for each of {d['shape'][0]} channels" if d["per_channel"] else ""
-        lines = [f"{d['kernel']}: 2-D {what} {shape}{each}"]
+        lines = [f"{printable(d['kernel'])}: 2-D {what} {shape}{each}"]
         for i, c in enumerate(d["channels"]):
             who = f"  channel {i + 1}: " if d["per_channel"] else "  "
             rank = "rank unknown (too large for an SVD)" if c["rank"] is None else \
@@ -473,7 +475,7 @@ def summary(d: dict) -> str:
     rate = f" at {d['rate']} Hz" if d["rate"] else ""
     shape = (f"{d['shape'][0]} channels x {d['shape'][1]} taps" if d["per_channel"] else
              f"{d['shape'][0]} tap{'s' if d['shape'][0] != 1 else ''}")
-    lines = [f"{d['kernel']}: 1-D {what}, {shape}{rate}"]
+    lines = [f"{printable(d['kernel'])}: 1-D {what}, {shape}{rate}"]
 
     def freq(v):
         return "none" if v is None else "DC" if v == 0 else f"{_num(v, 5)} {unit}"

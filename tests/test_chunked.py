@@ -489,3 +489,18 @@ def test_damaged_tiff_directories_are_one_line(tmp_path, tag, value):
         if r.code == 1:
             assert len(r.stderr_lines) == 1 and str(src) in r.stderr, r.stderr
     assert all(not n.startswith(".pwfilter") for n in os.listdir(tmp_path / "out"))
+
+
+def test_threads_open_a_source_once(tmp_path):
+    """Found by fuzzing: chunk threads racing to open a TIFF saw a half-opened source."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    arr = rand_u8((64, 64, 3), seed=15)
+    path = tiled(tmp_path / "t.tif", arr, tile=(16, 16), compression="zlib")
+    for _ in range(20):
+        src = regions.open_source(str(path), "t.tif", "TIFF")
+        boxes = [(r, r + 16, c, c + 16) for r in range(0, 64, 16) for c in range(0, 64, 16)]
+        with ThreadPoolExecutor(8) as pool:
+            parts = list(pool.map(lambda b: src.read(*b), boxes))
+        for (r0, r1, c0, c1), part in zip(boxes, parts):
+            assert np.array_equal(part, arr[r0:r1, c0:c1])

@@ -349,3 +349,14 @@ def test_kernel_memory_limit_covers_the_analysis(capsys):
     code, out, err = run_main(capsys, "kernel", "box:3000000", "--audio", "--max-memory", "64M")
     assert code == 1
     assert_one_error_line(err, "--max-memory")
+
+
+def test_kernel_lines_stay_one_line_with_a_newline_in_the_spec(tmp_path):
+    """Found by fuzzing: inline rows with a newline printed the description on two lines."""
+    from conftest import run
+
+    r = run("kernel", "1000\n-0,", "-o", "-", "--audio")
+    assert r.code == 0, r.stderr
+    assert len(r.stderr_lines) == 1 and "\\n" in r.stderr, r.stderr
+    s = run("kernel", "10\n0.5", "--audio")
+    assert s.code == 0 and s.stdout.decode().splitlines()[0].startswith("10\\n0.5: 1-D"), s.stdout
