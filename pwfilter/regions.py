@@ -81,25 +81,31 @@ class Source:
     def __getstate__(self):  # open handles stay behind: a Dask worker reopens the file
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
+    def _once(self, key: str, make):
+        """``make()`` run once per source and process (threads of a chunked job share it)."""
+        value = self.__dict__.get(key)
+        if value is None:
+            with _OPEN_LOCK:
+                value = self.__dict__.get(key)
+                if value is None:
+                    value = self.__dict__[key] = make()
+        return value
+
     def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         raise NotImplementedError
 
 
 class TiffSource(Source):
     def _opened(self):
-        """The first page's decoder and a descriptor for ``pread``, opened once (threads
-        of a chunked job share them)."""
-        opened = self.__dict__.get("_opened_state")
-        if opened is None:
+        """The first page's decoder and a descriptor for ``pread``."""
+        def make():
             import tifffile
 
-            with _OPEN_LOCK:
-                opened = self.__dict__.get("_opened_state")
-                if opened is None:
-                    tif = tifffile.TiffFile(self.path)
-                    opened = (tif, tif.pages.first, os.open(self.path, os.O_RDONLY))
-                    self.__dict__["_opened_state"] = opened
-        return opened[1], opened[2]
+            tif = tifffile.TiffFile(self.path)
+            return tif, tif.pages.first, os.open(self.path, os.O_RDONLY)
+
+        _, page, fd = self._once("_opened_state", make)
+        return page, fd
 
     def read(self, r0, r1, c0, c1):
         page, fd = self._opened()
@@ -134,12 +140,7 @@ class TiffSource(Source):
 
 class NpySource(Source):
     def read(self, r0, r1, c0, c1):
-        fd = self.__dict__.get("_fd")
-        if fd is None:
-            with _OPEN_LOCK:
-                fd = self.__dict__.get("_fd")
-                if fd is None:
-                    fd = self.__dict__["_fd"] = os.open(self.path, os.O_RDONLY)
+        fd = self._once("_fd", lambda: os.open(self.path, os.O_RDONLY))
         h, w, c = self.shape
         stored = np.dtype(self.facts["stored"])
         row = w * c * stored.itemsize
@@ -156,12 +157,7 @@ class NpySource(Source):
 
 class ZarrSource(Source):
     def read(self, r0, r1, c0, c1):
-        arr = self.__dict__.get("_arr")
-        if arr is None:
-            with _OPEN_LOCK:
-                arr = self.__dict__.get("_arr")
-                if arr is None:
-                    arr = self.__dict__["_arr"] = _zarr_array(self.path, self.name)[0]
+        arr = self._once("_arr", lambda: _zarr_array(self.path, self.name)[0])
         order = self.facts["order"]  # axis positions of y, x, c in the stored array
         index = [0] * arr.ndim
         index[order[0]] = slice(r0, r1)
