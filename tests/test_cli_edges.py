@@ -170,7 +170,8 @@ def test_version_is_answered_without_loading_click_or_the_array_stack():
     said_by_click = CliRunner().invoke(cli, ["--version"], prog_name="pwfilter").output
     code = ("import sys\nimport pwfilter\npwfilter.main()\n"
             "print(sorted(m for m in ('click', 'numpy', 'scipy', 'PIL', 'soundfile',"
-            " 'imagecodecs') if m in sys.modules))\n")
+            " 'imagecodecs', 'cv2', 'tifffile', 'zarr', 'isal', 'zlib_ng', 'matplotlib',"
+            " 'dask', 'distributed') if m in sys.modules))\n")
     for flag in ("--version", "-V"):
         r = subprocess.run([sys.executable, "-c", code, flag], capture_output=True, text=True,
                            check=True)
