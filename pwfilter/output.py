@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 
 from pwfilter.errors import PwfilterError
@@ -123,6 +124,8 @@ TEMP_PATTERN = re.compile(r"^\.pwfilter-(\d+)-[0-9a-z_]{8}\.tmp$")
 #: Named temporaries of this process not yet published: the interrupt path removes them
 #: (:func:`remove_temporaries`) when it cannot wait for the work to unwind.
 _live: set[str] = set()
+#: Held while a folder output is written to (:func:`folder_write`).
+_gate = threading.Lock()
 _swept: set[str] = set()
 
 
@@ -329,25 +332,21 @@ def _alive(pid: int) -> bool:
 
 def remove_temporaries() -> None:
     """Remove this process's unpublished named temporaries (for the interrupt path, which
-    exits without unwinding the work)."""
-    import sys
-    import time
-
-    if any(os.path.isdir(tmp) for tmp in _live) and "zarr.core.sync" in sys.modules:
-        # A folder output being written by Zarr's I/O thread: stop it, then remove the
-        # folder until no write in flight recreates a part of it.
-        with contextlib.suppress(Exception):
-            sys.modules["zarr.core.sync"].cleanup_resources()
+    exits without unwinding the work). Writes into a folder output go through
+    :func:`folder_write`: the gate is taken first (never given back: the process exits),
+    so no write in flight recreates a part of a folder after it is removed."""
+    _gate.acquire(timeout=30)
     for tmp in list(_live):
-        folder = os.path.isdir(tmp)
         _remove(tmp)
-        for _ in range(20 if folder else 0):
-            time.sleep(0.02)
-            if not os.path.lexists(tmp):
-                time.sleep(0.02)
-                if not os.path.lexists(tmp):
-                    break
-            _remove(tmp)
+
+
+@contextlib.contextmanager
+def folder_write() -> Iterator[None]:
+    """Around each write into a folder output's temporary (a row of Zarr chunks, whose
+    writes Zarr's own I/O thread performs while this one waits): the interrupt path waits
+    for it to finish before removing the folder."""
+    with _gate:
+        yield
 
 
 def _publish(tmp: str, target: str, overwrite: bool) -> None:

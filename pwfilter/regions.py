@@ -440,15 +440,18 @@ def zarr_module(name: str):
 
 def write_zarr(path: str, shape, dtype, bands, chunk: tuple[int, int]) -> None:
     """A Zarr array in the folder ``path`` (a new, empty folder), row band by row band."""
-    zarr = zarr_module(path)
+    from pwfilter.output import folder_write
 
-    arr = zarr.create_array(store=path, shape=tuple(shape), dtype=np.dtype(dtype),
-                            chunks=(chunk[0], chunk[1], shape[2]), zarr_format=3)
+    zarr = zarr_module(path)
+    with folder_write():
+        arr = zarr.create_array(store=path, shape=tuple(shape), dtype=np.dtype(dtype),
+                                chunks=(chunk[0], chunk[1], shape[2]), zarr_format=3)
     r0 = 0
     for pieces in bands:
         rows = pieces[0][2].shape[0]
-        for c0, c1, samples in pieces:
-            arr[r0:r0 + rows, c0:c1] = samples
+        with folder_write():
+            for c0, c1, samples in pieces:
+                arr[r0:r0 + rows, c0:c1] = samples
         r0 += rows
 
 

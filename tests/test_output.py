@@ -368,6 +368,43 @@ def test_atomic_path_keyboard_interrupt_keeps_the_old_file(tmp_path):
     assert os.listdir(tmp_path) == ["out.png"] and target.read_bytes() == b"old"
 
 
+def test_the_interrupt_path_waits_for_a_folder_write_in_flight(tmp_path):
+    """A folder output (Zarr) is written by another thread while the command waits: the
+    interrupt path must not remove the folder while a write is under way, or the write
+    recreates a part of it after the removal."""
+    import threading
+
+    target = str(tmp_path / "x.zarr")
+    writing, removed = threading.Event(), threading.Event()
+    class Interrupted(Exception):
+        pass
+
+    with pytest.raises(Interrupted), output_mod.atomic_dir(target, overwrite=False) as tmp:
+        def write():
+            with output_mod.folder_write():
+                writing.set()
+                removed.wait(0.5)  # a correct gate keeps the removal waiting this long
+                os.makedirs(os.path.join(tmp, "c", "0"))
+                with open(os.path.join(tmp, "c", "0", "0"), "wb") as fh:
+                    fh.write(b"chunk")
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writing.wait()
+        remover = threading.Thread(target=lambda: (output_mod.remove_temporaries(),
+                                                   removed.set()))
+        remover.daemon = True
+        remover.start()
+        writer.join()
+        remover.join(5)
+        assert removed.is_set()
+        assert os.listdir(tmp_path) == []
+        # The interrupt path keeps the gate (its process exits): hand it back for the
+        # tests that follow.
+        output_mod._gate.release()
+        raise Interrupted
+
+
 def test_atomic_path_publishes_with_normal_permissions(tmp_path):
     target = tmp_path / "out.bin"
     old = os.umask(0o022)
