@@ -140,6 +140,22 @@ def complete_matrix(ctx, param, incomplete):
                   + [(p, "audio preset") for p in AUDIO_PRESETS])
 
 
+def _register_bash_completion() -> None:
+    """Click's bash script, except that a name ending in ``:`` (``gaussian:``, ``lowpass:``)
+    is completed without the trailing space, so that its number follows at once."""
+    from click.shell_completion import BashComplete, add_completion_class
+
+    plain = "            COMPREPLY+=($value)\n"
+    if plain not in BashComplete.source_template:  # another Click: its script as it is
+        return
+
+    class Bash(BashComplete):
+        source_template = BashComplete.source_template.replace(
+            plain, plain + "            [[ $value == *: ]] && compopt -o nospace\n")
+
+    add_completion_class(Bash, "bash")
+
+
 def complete_inputs(ctx, param, incomplete):
     """Files; for ``convolve``, once an input is given, the word may be the KERNEL too."""
     if ctx.command.name == "convolve" and (ctx.params.get("inputs") or ctx.params.get("kernel")):
@@ -654,6 +670,8 @@ def main(argv: list[str] | None = None) -> None:
         # counted, limits are enforced, damage is an error) instead. --debug shows them.
         warnings.simplefilter("ignore")
     signal.signal(signal.SIGTERM, _interrupted)
+    if "_PWFILTER_COMPLETE" in os.environ:
+        _register_bash_completion()
     if not debug:
         _native_stderr_silenced()
     if sys.stdout is sys.__stdout__ and sys.stdout is not None:

@@ -119,3 +119,29 @@ def test_bash_completes_through_the_sourced_script(tmp_path):
                           timeout=60, env=env(PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().split() == ["mid-side"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("words, cword, reply, nospace", [
+    ("pwfilter convolve in.png gau", 3, ["gaussian:"], True),
+    ("pwfilter kernel low", 2, ["lowpass:"], True),
+    ("pwfilter remix in.wav --matrix mi", 4, ["mid-side"], False),
+])
+def test_bash_adds_no_space_after_a_name_that_takes_a_number(tmp_path, words, cword, reply,
+                                                             nospace):
+    """``gaussian:`` completes without bash's trailing space (its number follows at
+    once); a whole name such as ``mid-side`` keeps it. ``compopt`` is bash's builtin for
+    that, here replaced by a function that records its arguments."""
+    wrapper = tmp_path / "pwfilter"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pwfilter "$@"\n')
+    wrapper.chmod(0o755)
+    script = ('eval "$(_PWFILTER_COMPLETE=bash_source pwfilter)"\n'
+              'compopt() { echo "compopt $1 $2" >&2; }\n'
+              f"COMP_WORDS=({words}); COMP_CWORD={cword}\n"
+              "_pwfilter_completion pwfilter\n"
+              'printf "%s\\n" "${COMPREPLY[@]}"\n')
+    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True,
+                          timeout=60, env=env(PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().split() == reply
+    assert ("compopt -o nospace" in proc.stderr.decode()) == nospace, proc.stderr
