@@ -452,9 +452,14 @@ def check(res: Result, leftovers: list[str], changed: list[str], argv: list[str]
     lines = err.splitlines()
     verbose = "-v" in argv or "--verbose" in argv
     # what a command may print on stderr besides errors: notes ("pwfilter: ..."), the --json
-    # objects when the result goes to stdout, and kernel's description with -o -
+    # objects when the result goes to stdout, and kernel's description (and the line naming
+    # its plot) with -o -
+    def kernel_line(ln: str) -> bool:
+        return argv[:1] == ["kernel"] and (ln.startswith("-: ") or re.search(
+            r": the response of .* drawn \([A-Z]+\)$", ln) is not None)
+
     notes = [ln for ln in lines if not (ln.startswith("pwfilter: ") or ln.startswith("{")
-                                        or (argv[:1] == ["kernel"] and ln.startswith("-: ")))]
+                                        or kernel_line(ln))]
     if res.code not in (0, 1, 2):
         bad.append(f"exit status {res.code}")
     if "Traceback" in err:
@@ -756,10 +761,15 @@ class Fuzzer:
         elif command == "kernel":
             out_name = rnd.choice(["k.npy", "k.txt", "k.csv", "k", "-"])
             target = "-" if out_name == "-" else os.path.join(self.outdir, out_name)
-            argv = ["kernel", _kernel(rnd) if rnd.random() < 0.5 else random_spec(rnd), "-o",
+            spec = rnd.choice([_kernel(rnd), random_spec(rnd), inp])  # inp: a damaged IR
+            argv = ["kernel", spec, "-o",
                     target, *_pick(rnd, [("--rate", RATES), ("--audio",), ("--overwrite",),
                                          ("--json",)], 0.4)]
             allowed = {out_name} - {"-"}
+            if rnd.random() < 0.15:  # the plot too (matplotlib: slower, so not every time)
+                plot = rnd.choice(["p.png", "p.svg", "p.pdf", "p.xyz", "no/p.png"])
+                argv += ["--plot", os.path.join(self.outdir, plot)]
+                allowed |= {plot}
         elif command == "info":
             argv = ["info", inp, *_pick(rnd, [("--json",), ("--max-pixels", INTS)], 0.4)]
             allowed = set()
