@@ -507,8 +507,11 @@ def _impulse_response(path, ndim, channels, rate, resample_ir, load_audio) -> Ke
                                 f"input's {rate} Hz (add --resample-ir to resample it)")
         from scipy import signal
 
+        # The same continuous response at the new rate: resampling keeps the waveform's
+        # values, and a filter's gain is the sum of its taps, so the taps scale by the
+        # ratio of the rates (an 8 kHz IR at 48 kHz has six times as many taps).
         g = math.gcd(rate, ir.rate)
-        data = signal.resample_poly(data, rate // g, ir.rate // g, axis=0)
+        data = signal.resample_poly(data, rate // g, ir.rate // g, axis=0) * (ir.rate / rate)
     if data.shape[1] == 1:
         return KernelSpec(data[:, 0], path)
     if data.shape[1] != channels:

@@ -334,3 +334,29 @@ def test_bias_with_per_group_blocks(tmp_path):
     want = x[:, [0, 1, 3, 2]] + np.float32(0.1)
     assert rate == 8000 and y.shape == (300, 4)
     np.testing.assert_allclose(y, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("ir_rate, rate", [(8000, 22050), (48000, 16000)])
+def test_resample_ir_keeps_the_impulse_response_s_gain(tmp_path, ir_rate, rate):
+    """An impulse response at another rate, with --resample-ir, filters as it would at its
+    own rate: a sine's gain is |H(f)| of the original taps (scipy.signal.freqz at the IR's
+    rate), not that times the ratio of the rates."""
+    from scipy import signal
+
+    from conftest import write_audio
+
+    taps = signal.firwin(63, 1500, fs=ir_rate) * 0.5  # passband gain 0.5
+    ir = write_audio(tmp_path / "ir.wav", taps.astype(np.float32), ir_rate, "FLOAT")
+    n = rate  # one second
+    for f in (200.0, 3000.0):  # in the passband, and well into the stopband
+        sine = 0.5 * np.sin(2 * np.pi * f * np.arange(n) / rate)
+        src = write_audio(tmp_path / f"s{int(f)}.wav", sine.astype(np.float32), rate, "FLOAT")
+        out = tmp_path / f"o{int(f)}.wav"
+        r = run("convolve", src, ir, "--resample-ir", "-o", out)
+        assert r.returncode == 0, r.stderr
+        y, got_rate = sf.read(str(out))
+        assert got_rate == rate
+        middle = y[n // 4: 3 * n // 4]
+        gain = np.sqrt(2) * np.sqrt(np.mean(middle ** 2)) / 0.5
+        _, h = signal.freqz(taps, worN=[f], fs=ir_rate)
+        assert gain == pytest.approx(abs(h[0]), abs=0.01 * 0.5)
