@@ -353,7 +353,7 @@ def _run_one(common: Common, name: str, inputs, reads, command: str, job, ctx, s
     stage = [0]
     fmt = _output_format(target, suffix, media, m)
     # 8 bits in and out: the result may come as 8-bit samples (no float image to quantize)
-    to_uint8 = media.samples.dtype.str == "|u1" and fmt in m.IMAGE_FORMATS
+    to_uint8 = media.samples.dtype.str == "|u1" and (fmt in m.IMAGE_FORMATS or fmt == "ZARR")
     try:
         samples, plans = chain.run(media.samples, media.scale, to_uint8=to_uint8,
                                    on_stage=lambda i: stage.__setitem__(0, i))
@@ -428,9 +428,8 @@ def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m
     budget = common.limits.memory
     if common.chunk:
         why = f"--chunk {common.chunk}"
-    elif need > budget or fmt == "ZARR":
-        why = ("a Zarr image" if need <= budget else
-               f"in memory it would need about {limits.format_bytes(need)}, more than the "
+    elif need > budget:
+        why = (f"in memory it would need about {limits.format_bytes(need)}, more than the "
                f"limit of {limits.format_bytes(budget)}")
     else:
         common.detail(f"{name}: in memory (about {limits.format_bytes(need)} of working "

@@ -171,8 +171,27 @@ def load_media(source: str | os.PathLike, *, name: str | None = None,
     :class:`PwfilterError` naming the file.
     """
     name = name or ("<stdin>" if str(source) == "-" else os.fspath(source))
+    if str(source) != "-" and os.path.isdir(source):
+        from pwfilter.regions import is_zarr
+
+        if is_zarr(os.fspath(source)):
+            return _load_zarr(os.fspath(source), name, limits)
     blob = read_source(source, name)
     return _decode(source, blob, name, limits)
+
+
+def _load_zarr(path: str, name: str, limits: Limits) -> Media:
+    """A Zarr image store read whole (one that fits in memory; larger ones are filtered
+    in chunks): 8- and 16-bit samples as integers, float samples as they are."""
+    from pwfilter.regions import open_source
+
+    src = open_source(path, name, "ZARR")
+    h, w, c = src.shape
+    limits.check_pixels(w, h, name)
+    limits.check_memory(h * w * c * src.dtype.itemsize, name)
+    samples = np.ascontiguousarray(src.read(0, h, 0, w))
+    return Media(samples, "image", "ZARR", src.bits if samples.dtype.kind == "u" else 0,
+                 name=name)
 
 
 def _decode(source, blob: bytes | None, name: str, limits: Limits) -> Media:

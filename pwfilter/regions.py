@@ -172,6 +172,8 @@ class ZarrSource(Source):
         block = np.moveaxis(block, [sorted(kept).index(a) for a in kept], range(len(kept)))
         if order[2] is None:
             block = block[..., None]
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            raise PwfilterError(f"{self.name}: the array holds NaN or Inf values")
         return block.astype(self.dtype, copy=False)
 
 

@@ -504,3 +504,48 @@ def test_threads_open_a_source_once(tmp_path):
             parts = list(pool.map(lambda b: src.read(*b), boxes))
         for (r0, r1, c0, c1), part in zip(boxes, parts):
             assert np.array_equal(part, arr[r0:r1, c0:c1])
+
+
+def test_a_zarr_image_that_fits_is_filtered_in_memory_like_any_other(tmp_path):
+    """A Zarr input within the memory limit runs whole, as a TIFF or .npy does: it may be
+    written as PNG or to standard output, and its 8-bit result is the same whatever the
+    container (Zarr, TIFF, PNG). Only --chunk (or the memory limit) chunks it."""
+    zarr = pytest.importorskip("zarr")
+    import imagecodecs
+
+    arr = rand_u8((300, 400, 3), seed=21)
+    z = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=arr.shape, dtype=arr.dtype,
+                          chunks=(64, 64, 3))
+    z[:] = arr
+    tifffile.imwrite(tmp_path / "in.tif", arr)
+    png = run("blur", tmp_path / "in.zarr", "--sigma", "2", "-o", tmp_path / "z.png", "-v")
+    assert png.code == 0 and "in.zarr: in memory" in png.stderr, png.stderr
+    ref = run("blur", tmp_path / "in.tif", "--sigma", "2", "-o", tmp_path / "t.png")
+    assert ref.code == 0, ref.stderr
+    expected = imagecodecs.png_decode((tmp_path / "t.png").read_bytes())
+    assert np.array_equal(imagecodecs.png_decode((tmp_path / "z.png").read_bytes()), expected)
+    exact = ndimage.gaussian_filter(arr.astype(np.float64), (2, 2, 0), mode="reflect",
+                                    truncate=4.0)
+    assert np.abs(expected - exact).max() <= 0.51 + 1e-6
+    piped = run("blur", tmp_path / "in.zarr", "--sigma", "2", "-o", "-", "--format", "png")
+    assert piped.code == 0 and imagecodecs.png_decode(piped.stdout).shape == arr.shape
+    for source, target in (("in.zarr", "z.zarr"), ("in.tif", "t.zarr"),
+                           ("in.zarr", "c.zarr")):
+        extra = ["--chunk", "100"] if target == "c.zarr" else []
+        r = run("blur", tmp_path / source, "--sigma", "2", "-o", tmp_path / target, *extra)
+        assert r.code == 0, r.stderr
+        assert np.array_equal(zarr.open(str(tmp_path / target), mode="r")[:], expected), target
+
+
+def test_a_zarr_image_with_nan_is_refused_in_memory_and_in_chunks(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    arr = smooth((40, 50, 3))
+    arr[7, 9, 1] = np.nan
+    z = zarr.create_array(store=str(tmp_path / "n.zarr"), shape=arr.shape, dtype=arr.dtype,
+                          chunks=(16, 16, 3))
+    z[:] = arr
+    for extra in ([], ["--chunk", "16"]):
+        r = run("blur", tmp_path / "n.zarr", "-o", tmp_path / "o.tif", *extra)
+        assert r.code == 1 and r.stderr_lines == [
+            f"pwfilter: error: {tmp_path / 'n.zarr'}: the array holds NaN or Inf values"]
+        assert not (tmp_path / "o.tif").exists()
