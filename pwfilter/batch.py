@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import click
 
-from pwfilter.errors import PwfilterError, out_of_memory, printable
+from pwfilter.errors import PwfilterError, TruncatedFile, out_of_memory, printable
 
 
 @dataclass
@@ -417,6 +417,8 @@ def _try_chunked(common: Common, name, target, suffix, fmt, job, ctx, options, m
         return None  # a signal, or damage the in-memory loader names
     try:
         src = regions.open_source(name, name, fmt)
+    except TruncatedFile:
+        raise  # the whole-image decoder would fail too, less clearly
     except PwfilterError:
         if common.chunk or fmt == "ZARR":
             raise

@@ -9,6 +9,10 @@ class PwfilterError(Exception):
     """A problem with the user's input, options or files (not a bug)."""
 
 
+class TruncatedFile(PwfilterError):
+    """A file whose data ends before its header says: no decoder can read it whole."""
+
+
 def printable(text: str) -> str:
     """``text`` on one line: control characters (a newline in a file name) escaped as
     Python writes them (``\\n``), so that an error stays one line."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pwfilter.errors import PwfilterError
+from pwfilter.errors import PwfilterError, TruncatedFile
 from pwfilter.output import open_new
 
 #: Output tile edge of tiled TIFF.
@@ -242,7 +242,7 @@ def _tiff_source(path: str, name: str) -> TiffSource:
         raise PwfilterError(f"{name}: corrupt TIFF ({len(starts)} tiles or strips listed, "
                             f"{expected} expected)")
     if np.any(starts < 0) or np.any(counts < 0) or np.any(starts + counts > size):
-        raise PwfilterError(f"{name}: truncated TIFF (tile or strip data past the end of the "
+        raise TruncatedFile(f"{name}: truncated TIFF (tile or strip data past the end of the "
                             "file)")
     if compression.lower() == "none":  # uncompressed: each segment's size is known
         whole = tile[0] * tile[1] * c * dtype.itemsize
@@ -254,7 +254,7 @@ def _tiff_source(path: str, name: str) -> TiffSource:
         short = np.nonzero((counts > 0) & (counts < need))[0]
         if short.size:
             i = int(short[0])
-            raise PwfilterError(f"{name}: truncated TIFF ({'tile' if tiled else 'strip'} {i} "
+            raise TruncatedFile(f"{name}: truncated TIFF ({'tile' if tiled else 'strip'} {i} "
                                 f"holds {int(counts[i]):,} bytes of {int(need[i]):,})")
     return TiffSource(path, name, "TIFF", (h, w, c), dtype, "tiled" if tiled else "rows", tile,
                       {"tiling": f"tiles of {tile[0]}x{tile[1]}" if tiled

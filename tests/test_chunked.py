@@ -549,3 +549,19 @@ def test_a_zarr_image_with_nan_is_refused_in_memory_and_in_chunks(tmp_path):
         assert r.code == 1 and r.stderr_lines == [
             f"pwfilter: error: {tmp_path / 'n.zarr'}: the array holds NaN or Inf values"]
         assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize("layout", [{"tile": (64, 64)}, {"rowsperstrip": 32}])
+def test_a_truncated_tiff_is_named_so_in_memory_as_in_chunks(tmp_path, layout):
+    """The strip and tile table is checked against the file's size before any work, on
+    both paths: a truncated TIFF is 'truncated', not a decoder's exception name."""
+    src = tmp_path / "t.tif"
+    tifffile.imwrite(src, rand_u8((300, 300, 3)), **layout)
+    blob = src.read_bytes()
+    src.write_bytes(blob[:len(blob) // 2])
+    for extra in ([], ["--chunk", "128"]):
+        r = run("blur", src, "-o", tmp_path / "o.tif", *extra)
+        assert r.code == 1 and r.stderr_lines == [
+            f"pwfilter: error: {src}: truncated TIFF (tile or strip data past the end of the "
+            "file)"], (extra, r.stderr)
+        assert sorted(os.listdir(tmp_path)) == ["t.tif"]
