@@ -289,9 +289,13 @@ def fir_parameters(name: str, args: list[str], rate: int) -> FirDesign:
                             f"({MAX_TAPS:,})")
     if taps < 3 or taps % 2 == 0:
         raise PwfilterError(f"{what}: the tap count must be odd and at least 3, got {taps}")
-    if not all(0 < f < nyq for f in freqs) or (nfreq == 2 and not freqs[0] < freqs[1]):
-        raise PwfilterError(f"{what}: frequencies must lie strictly between 0 and {nyq:g} Hz "
-                            f"(half the rate {rate} Hz), low before high")
+    if not all(0 < f < nyq for f in freqs):
+        which = "the cutoff" if nfreq == 1 else "both edges"
+        raise PwfilterError(f"{what}: {which} must lie strictly between 0 and {nyq:g} Hz "
+                            f"(half the rate {rate} Hz)")
+    if nfreq == 2 and not freqs[0] < freqs[1]:
+        raise PwfilterError(f"{what}: the low edge {freqs[0]:g} Hz must be below the high "
+                            f"edge {freqs[1]:g} Hz")
     return FirDesign(name, tuple(freqs), taps, rate)
 
 

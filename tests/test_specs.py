@@ -497,3 +497,19 @@ def test_parse_bias():
         specs.parse_bias("1 2", 3)
     with pytest.raises(PwfilterError):
         specs.parse_bias("nan", 3)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("lowpass:-5", "lowpass:-5: the cutoff must lie strictly between 0 and 24000 Hz (half "
+                   "the rate 48000 Hz)"),
+    ("highpass:24000", "highpass:24000: the cutoff must lie strictly between 0 and 24000 Hz "
+                       "(half the rate 48000 Hz)"),
+    ("bandpass:0:100", "bandpass:0:100: both edges must lie strictly between 0 and 24000 Hz "
+                       "(half the rate 48000 Hz)"),
+    ("bandpass:500:100", "bandpass:500:100: the low edge 500 Hz must be below the high edge "
+                         "100 Hz"),
+])
+def test_fir_frequency_errors_say_what_is_wrong(spec, message):
+    with pytest.raises(PwfilterError) as info:
+        specs.named_kernel(spec, 1, 48000)
+    assert str(info.value) == message
