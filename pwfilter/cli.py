@@ -133,11 +133,24 @@ def complete_kernel(ctx, param, incomplete):
 
 
 def complete_matrix(ctx, param, incomplete):
-    """Remix presets (``gray``, ``mid-side``…), and files."""
+    """Remix presets (``gray``, ``mid-side``…), and files. Once the inputs typed so far
+    are all images (or all audio, by their suffixes), only that medium's presets."""
+    from pwfilter.media import IMAGE_SUFFIXES
     from pwfilter.specs import AUDIO_PRESETS, IMAGE_PRESETS
 
-    return _names(incomplete, [(p, "image preset") for p in IMAGE_PRESETS]
-                  + [(p, "audio preset") for p in AUDIO_PRESETS])
+    # While an option's value is completed, the inputs typed before it are still in args.
+    typed = (*(ctx.params.get("inputs") or ()), *ctx.args)
+    suffixes = {os.path.splitext(name)[1].lower() for name in typed}
+    words = []
+    if not suffixes or not suffixes <= _AUDIO_SUFFIXES:
+        words += [(p, "image preset") for p in IMAGE_PRESETS]
+    if not suffixes or not suffixes <= set(IMAGE_SUFFIXES):
+        words += [(p, "audio preset") for p in AUDIO_PRESETS]
+    return _names(incomplete, words)
+
+
+_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".caf", ".w64",
+                   ".mp3", ".rf64"}
 
 
 def _register_bash_completion() -> None:

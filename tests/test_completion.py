@@ -64,8 +64,13 @@ def plain(items) -> set[str]:
     ("pwfilter convolve x.png so", {"sobel-x", "sobel-y"}),
     ("pwfilter dsconv x.png --depthwise s", {"sharpen", "sobel-x", "sobel-y"}),
     ("pwfilter remix x.wav --matrix m", {"mono", "mid-side"}),
-    ("pwfilter remix x.png --matrix ", PRESETS),
+    ("pwfilter remix x.png --matrix ", {"gray", "sepia", "bgr", "invert"}),
+    ("pwfilter remix x.wav --matrix ", {"mono", "stereo", "swap", "mid-side", "side-mid"}),
+    ("pwfilter remix x.npy --matrix ", PRESETS),  # an image or a signal
+    ("pwfilter remix x.png y.wav --matrix ", PRESETS),
+    ("pwfilter remix --matrix ", PRESETS),  # no input yet
     ("pwfilter dsconv x.png --depthwise box:3 --pointwise se", {"sepia"}),
+    ("pwfilter dsconv x.png --depthwise box:3 --pointwise s", {"sepia"}),  # not stereo, swap
     ("pwfilter kernel high", {"highpass:"}),
     ("pwfilter chain x.png -- convolve ", set()),
     ("pwfilter blur x", set()),
@@ -89,7 +94,7 @@ def test_a_real_process_completes_for_bash_zsh_and_fish():
     out = complete_in_a_process("pwfilter convolve x.png gau", "zsh")
     assert out[out.index("plain") + 1:out.index("plain") + 3] == ["gaussian\\:",
                                                                   "gaussian:SIGMA"]
-    out = complete_in_a_process("pwfilter dsconv x.png --pointwise mid", "fish")
+    out = complete_in_a_process("pwfilter dsconv x.wav --pointwise mid", "fish")
     assert "plain,mid-side\taudio preset" in out
 
 
